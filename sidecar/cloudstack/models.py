@@ -1,0 +1,227 @@
+"""Typed, frozen views of the CloudStack objects the sidecar reads (pure: no I/O imports)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sidecar.constants import CS_DATE_FORMAT
+
+
+def parse_cs_date(value: str | None) -> datetime | None:
+    """Parse a CloudStack date (``2021-10-03T10:59:51+0530``) into an aware UTC datetime."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.strptime(value, CS_DATE_FORMAT)
+    except ValueError:
+        # Newer servers and proxies may send ``+05:30`` or ``Z``; fromisoformat takes both.
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        return None  # never guess a time zone
+    return parsed.astimezone(UTC)
+
+
+def format_cs_date(value: datetime, offset_minutes: int = 0) -> str:
+    """Render an aware datetime as CloudStack does, in a zone ``offset_minutes`` east of UTC."""
+    from datetime import timedelta, timezone
+
+    tz = timezone(timedelta(minutes=offset_minutes))
+    return value.astimezone(tz).strftime(CS_DATE_FORMAT)
+
+
+def _str(raw: Mapping[str, Any], key: str, default: str = "") -> str:
+    value = raw.get(key, default)
+    return default if value is None else str(value)
+
+
+def _bool(raw: Mapping[str, Any], key: str) -> bool:
+    value = raw.get(key, False)
+    if isinstance(value, str):
+        return value.lower() == "true"
+    return bool(value)
+
+
+def _int(raw: Mapping[str, Any], key: str, default: int = -1) -> int:
+    try:
+        return int(raw.get(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class HostHA:
+    """The ``hostha`` object of a host (Host-HA framework state)."""
+
+    haenable: bool = False
+    hastate: str = "Disabled"
+    haprovider: str | None = None
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any] | None) -> HostHA:
+        if not isinstance(raw, Mapping):
+            return cls()
+        provider = raw.get("haprovider")
+        return cls(
+            haenable=_bool(raw, "haenable"),
+            hastate=_str(raw, "hastate", "Disabled"),
+            haprovider=None if provider is None else str(provider),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """A ``listHosts`` item."""
+
+    id: str
+    name: str
+    state: str
+    type: str = ""
+    resourcestate: str = ""
+    zoneid: str = ""
+    zonename: str = ""
+    podid: str = ""
+    podname: str = ""
+    clusterid: str = ""
+    hypervisor: str = ""
+    disconnected: datetime | None = None
+    created: datetime | None = None
+    hostha: HostHA = field(default_factory=HostHA)
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Host:
+        return cls(
+            id=_str(raw, "id"),
+            name=_str(raw, "name"),
+            state=_str(raw, "state"),
+            type=_str(raw, "type"),
+            resourcestate=_str(raw, "resourcestate"),
+            zoneid=_str(raw, "zoneid"),
+            zonename=_str(raw, "zonename"),
+            podid=_str(raw, "podid"),
+            podname=_str(raw, "podname"),
+            clusterid=_str(raw, "clusterid"),
+            hypervisor=_str(raw, "hypervisor"),
+            disconnected=parse_cs_date(raw.get("disconnected")),
+            created=parse_cs_date(raw.get("created")),
+            hostha=HostHA.from_api(raw.get("hostha")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualMachine:
+    """A ``listVirtualMachines`` item (only what HA reasoning needs)."""
+
+    id: str
+    name: str
+    instancename: str
+    state: str
+    haenable: bool = False
+    hostid: str = ""
+    hostname: str = ""
+    zoneid: str = ""
+    displayname: str = ""
+    lastupdated: datetime | None = None
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> VirtualMachine:
+        return cls(
+            id=_str(raw, "id"),
+            name=_str(raw, "name"),
+            instancename=_str(raw, "instancename"),
+            state=_str(raw, "state"),
+            haenable=_bool(raw, "haenable"),
+            hostid=_str(raw, "hostid"),
+            hostname=_str(raw, "hostname"),
+            zoneid=_str(raw, "zoneid"),
+            displayname=_str(raw, "displayname"),
+            lastupdated=parse_cs_date(raw.get("lastupdated")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A ``listAlerts`` item; ``raw`` keeps the object exactly as CloudStack returned it."""
+
+    id: str
+    type: int
+    name: str
+    description: str
+    sent: datetime | None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Alert:
+        return cls(
+            id=_str(raw, "id"),
+            type=_int(raw, "type"),
+            name=_str(raw, "name"),
+            description=_str(raw, "description"),
+            sent=parse_cs_date(raw.get("sent")),
+            raw=dict(raw),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A ``listEvents`` item."""
+
+    id: str
+    type: str
+    level: str
+    description: str
+    state: str = ""
+    resourceid: str = ""
+    resourcetype: str = ""
+    created: datetime | None = None
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> Event:
+        return cls(
+            id=_str(raw, "id"),
+            type=_str(raw, "type"),
+            level=_str(raw, "level"),
+            description=_str(raw, "description"),
+            state=_str(raw, "state"),
+            resourceid=_str(raw, "resourceid"),
+            resourcetype=_str(raw, "resourcetype"),
+            created=parse_cs_date(raw.get("created")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncJob:
+    """A ``listAsyncJobs`` / ``queryAsyncJobResult`` item."""
+
+    jobid: str
+    jobstatus: int
+    cmd: str = ""
+    jobresultcode: int = 0
+    jobresult: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    created: datetime | None = None
+
+    PENDING = 0
+    SUCCEEDED = 1
+    FAILED = 2
+    CANCELLED = 3
+
+    @classmethod
+    def from_api(cls, raw: Mapping[str, Any]) -> AsyncJob:
+        result = raw.get("jobresult")
+        return cls(
+            jobid=_str(raw, "jobid"),
+            jobstatus=_int(raw, "jobstatus", 0),
+            cmd=_str(raw, "cmd"),
+            jobresultcode=_int(raw, "jobresultcode", 0),
+            jobresult=dict(result) if isinstance(result, Mapping) else {},
+            created=parse_cs_date(raw.get("created")),
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.jobstatus != self.PENDING

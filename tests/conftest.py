@@ -1,0 +1,37 @@
+"""Shared fixtures: a clean environment (no CLOUDSTACK_* or SIDECAR_* leaks into a test)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Drop CLOUDSTACK_* and SIDECAR_* (but the test-database URLs) and isolate HOME."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("CLOUDSTACK_") or (
+            key.startswith("SIDECAR_") and not key.startswith("SIDECAR_TEST_")
+        ):
+            monkeypatch.delenv(key, raising=False)
+    for key in ("STATE_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        monkeypatch.delenv(key, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    # cs also reads ./cloudstack.ini: run every test from an empty directory.
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    yield
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES
