@@ -1,0 +1,283 @@
+"""Errors of CloudStack calls: one line each, naming the command and the endpoint host.
+
+Messages never contain the API key, secret or signature: every text passes through
+``sidecar.redact.redact`` and only the endpoint's host (no query, no user info) is named.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from sidecar.constants import (
+    HTTP_ACCOUNT_ERROR,
+    HTTP_API_DISABLED,
+    HTTP_MALFORMED,
+    HTTP_PARAM_ERROR,
+    HTTP_THROTTLED,
+    HTTP_UNAUTHORIZED,
+)
+from sidecar.redact import redact
+
+#: 511: the user must complete two-factor authentication first.
+_HTTP_2FA_REQUIRED = 511
+#: A 401 for a command the caller's role lacks (not a credentials problem).
+_NOT_ALLOWED = re.compile(r"The given command .* either does not exist, is not available for user")
+#: The 429 text of the api-rate-limit plugin: ``please retry after [1500] ms.``
+_RETRY_AFTER = re.compile(r"retry after \[?(\d+(?:\.\d+)?)\]?\s*ms", re.IGNORECASE)
+
+
+def endpoint_host(endpoint: str) -> str:
+    """``host[:port]`` of an endpoint URL, without user info, path or query."""
+    try:
+        parts = urlsplit(endpoint)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "?"
+    if ":" in host:
+        host = f"[{host}]"  # IPv6 literal
+    return f"{host}:{port}" if port else host or "?"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(redact(text).split())
+
+
+def describe_skew(skew: float | None) -> str:
+    """``server clock is 734 s ahead of ours`` (or behind), or empty when unknown."""
+    if skew is None:
+        return ""
+    seconds = round(abs(skew))
+    if seconds == 0:
+        return "server clock agrees with ours"
+    return f"server clock is {seconds} s {'ahead of' if skew > 0 else 'behind'} ours"
+
+
+class CloudStackError(Exception):
+    """Base of every CloudStack call failure; ``str()`` is one secret-free line."""
+
+    exit_code: int = 5
+
+    def __init__(self, detail: str, *, command: str = "", endpoint: str = "") -> None:
+        self.detail = _one_line(detail)
+        self.command = command
+        self.endpoint = endpoint
+        self.host = endpoint_host(endpoint) if endpoint else ""
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = " at ".join(p for p in (self.command, self.host) if p)
+        return f"{where}: {self.detail}" if where else self.detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[CloudStackError], state: dict[str, Any]) -> CloudStackError:
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    Exception.__init__(obj, str(obj))
+    return obj
+
+
+class TransportError(CloudStackError):
+    """The endpoint could not be reached: connection refused, timeout, reset, TLS failure."""
+
+    def __init__(self, reason: str, *, command: str = "", endpoint: str = "") -> None:
+        self.reason = _one_line(reason)
+        safe = endpoint.split("?", 1)[0]
+        super().__init__(
+            f"cannot reach {safe or 'the endpoint'} ({self.reason}): check the endpoint URL, "
+            "the network path and the TLS settings",
+            command=command,
+            endpoint=endpoint,
+        )
+
+
+class NotJsonError(CloudStackError):
+    """The answer was not CloudStack JSON: a login page, a proxy error, XML, broken JSON."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        content_type: str,
+        reason: str = "",
+        command: str = "",
+        endpoint: str = "",
+    ) -> None:
+        self.status = status
+        self.content_type = content_type or "no content type"
+        safe = endpoint.split("?", 1)[0]
+        why = f" ({_one_line(reason)})" if reason else ""
+        super().__init__(
+            f"expected CloudStack JSON from {safe or 'the endpoint'} but got HTTP {status} "
+            f"{self.content_type}{why}: check that the endpoint is the API URL "
+            "(http(s)://<management-server>:8080/client/api) and not a UI or proxy page",
+            command=command,
+            endpoint=endpoint,
+        )
+
+
+class ApiError(CloudStackError):
+    """CloudStack answered with an error object (``errorcode`` = HTTP status)."""
+
+    hint: str = ""
+
+    def __init__(
+        self,
+        errorcode: int,
+        cserrorcode: int | None,
+        errortext: str,
+        command: str,
+        *,
+        endpoint: str = "",
+    ) -> None:
+        self.errorcode = errorcode
+        self.cserrorcode = cserrorcode
+        self.errortext = redact(errortext)
+        cs = f", cserrorcode {cserrorcode}" if cserrorcode is not None else ""
+        text = self.errortext.strip() or "no error text"
+        hint = f": {self.hint}" if self.hint else ""
+        super().__init__(
+            f"CloudStack error {errorcode}{cs}: {text}{hint}", command=command, endpoint=endpoint
+        )
+
+
+class AuthenticationError(ApiError):
+    """401: bad key or secret, disabled user, or a request expired by clock skew."""
+
+    def __init__(
+        self,
+        errorcode: int,
+        cserrorcode: int | None,
+        errortext: str,
+        command: str,
+        *,
+        endpoint: str = "",
+        skew: float | None = None,
+    ) -> None:
+        self.skew = skew
+        skew_text = describe_skew(skew)
+        self.hint = (
+            "CloudStack rejected the credentials or the request signature: wrong API key or "
+            "secret, a disabled or locked user/account, or clock skew beyond the request's "
+            "expires window" + (f" ({skew_text})" if skew_text else "")
+        )
+        super().__init__(errorcode, cserrorcode, errortext, command, endpoint=endpoint)
+
+
+class CommandNotAllowedError(ApiError):
+    """The caller's role lacks the command (401 with its own text), or the API is off (432)."""
+
+    hint = (
+        "the account's role does not allow this API (or it does not exist in this release): "
+        "grant it, e.g. with the role from `cloudstack-sidecar role`"
+    )
+
+
+class ParameterError(ApiError):
+    """430/431: a malformed or invalid parameter (e.g. a uuid that no longer exists)."""
+
+
+class ThrottledError(ApiError):
+    """429: the account's API rate limit; ``retry_after`` seconds come from the text."""
+
+    def __init__(
+        self,
+        errorcode: int,
+        cserrorcode: int | None,
+        errortext: str,
+        command: str,
+        *,
+        endpoint: str = "",
+    ) -> None:
+        self.retry_after = parse_retry_after(errortext)
+        self.hint = "lower requests_per_second, or raise api.throttling.max for this account"
+        super().__init__(errorcode, cserrorcode, errortext, command, endpoint=endpoint)
+
+
+class ServerError(ApiError):
+    """530, 503 and other 5xx: the management server failed or is shutting down."""
+
+
+class AccountPermissionError(ApiError):
+    """531: the account may not act on this resource."""
+
+    hint = "the account lacks permission for this resource: use a root-admin based role"
+
+
+class JobTimeoutError(CloudStackError):
+    """An async job did not finish before the deadline."""
+
+
+def parse_retry_after(errortext: str) -> float | None:
+    """Seconds from ``please retry after [<ms>] ms.``, or None."""
+    match = _RETRY_AFTER.search(errortext or "")
+    return float(match.group(1)) / 1000.0 if match else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def api_error(
+    status: int,
+    body: Mapping[str, Any] | None,
+    *,
+    command: str,
+    endpoint: str = "",
+    skew: float | None = None,
+) -> ApiError:
+    """The ApiError subclass for an HTTP status and the inner error object."""
+    body = body or {}
+    code = _int(body.get("errorcode")) or status
+    cscode = _int(body.get("cserrorcode"))
+    text = str(body.get("errortext") or "")
+    kwargs: dict[str, Any] = {"endpoint": endpoint}
+    cls: type[ApiError]
+    if code == HTTP_UNAUTHORIZED:
+        if _NOT_ALLOWED.search(text):
+            cls = CommandNotAllowedError
+        else:
+            return AuthenticationError(code, cscode, text, command, endpoint=endpoint, skew=skew)
+    elif code == HTTP_API_DISABLED:
+        cls = CommandNotAllowedError
+    elif code in (HTTP_MALFORMED, HTTP_PARAM_ERROR):
+        cls = ParameterError
+    elif code == HTTP_THROTTLED:
+        cls = ThrottledError
+    elif code == HTTP_ACCOUNT_ERROR:
+        cls = AccountPermissionError
+    elif code == _HTTP_2FA_REQUIRED:
+        cls = ApiError  # the user must pass two-factor login: retrying cannot help
+    elif 500 <= code <= 599:
+        cls = ServerError
+    else:
+        cls = ApiError
+    return cls(code, cscode, text, command, **kwargs)
+
+
+__all__ = [
+    "AccountPermissionError",
+    "ApiError",
+    "AuthenticationError",
+    "CloudStackError",
+    "CommandNotAllowedError",
+    "JobTimeoutError",
+    "NotJsonError",
+    "ParameterError",
+    "ServerError",
+    "ThrottledError",
+    "TransportError",
+    "api_error",
+    "describe_skew",
+    "endpoint_host",
+    "parse_retry_after",
+]
