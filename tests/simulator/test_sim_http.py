@@ -1,0 +1,311 @@
+"""The servlet surface: error JSON and headers, auth order, roles, XML default, list commands."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+
+import pytest
+from simkit import RawClient, body, invoke
+
+from sidecar.constants import UNAUTHORIZED_TEXT
+from sidecar.simulator import PROFILES, Simulator
+
+ROLE_TEXT = "The given command 'listAlerts' either does not exist, is not available for user."
+
+
+def test_an_error_answer_has_cloudstacks_json_status_and_headers(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    sim, client = served
+    alert = sim.emit_alert("ALERT.USERVM", "HA starting VM: web-001 (i-4-1-VM)")
+    assert client.post("archiveAlerts", ids=alert).status_code == 200
+    response = client.post("archiveAlerts", ids=alert)
+    text = "Unable to archive Alerts, one or more parameters has invalid values"
+    assert response.status_code == 530
+    assert response.json() == {
+        "archivealertsresponse": {
+            "uuidList": [],
+            "errorcode": 530,
+            "cserrorcode": 9999,
+            "errortext": text,
+        }
+    }
+    assert response.headers["X-Description"] == text
+    assert response.headers["Content-Type"] == "application/json; charset=UTF-8"
+
+
+def test_the_date_header_comes_from_the_virtual_clock(served: tuple[Simulator, RawClient]) -> None:
+    sim, client = served
+    first = parsedate_to_datetime(client.get("listZones").headers["Date"])
+    assert first == sim.now()
+    sim.clock.advance(7200)
+    second = parsedate_to_datetime(client.get("listZones").headers["Date"])
+    assert (second - first).total_seconds() == 7200
+
+
+def test_a_bad_signature_gets_the_plain_servlet_401(served: tuple[Simulator, RawClient]) -> None:
+    _, client = served
+    response = client.get("listHosts", secret="wrong")
+    assert response.status_code == 401
+    assert response.json() == {
+        "listhostsresponse": {"uuidList": [], "errorcode": 401, "errortext": UNAUTHORIZED_TEXT}
+    }
+    # verifyRequest returning false is not a ServerApiException: no X-Description.
+    assert "X-Description" not in response.headers
+
+
+def test_an_unknown_key_gets_401(served: tuple[Simulator, RawClient]) -> None:
+    sim, client = served
+    stranger = RawClient(client.endpoint, "no-such-key", sim.secret)
+    try:
+        assert stranger.get("listZones").status_code == 401
+    finally:
+        stranger.close()
+
+
+def test_a_command_that_does_not_exist_gets_401_as_errorresponse(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    _, client = served
+    response = client.get("listFrobnicators")
+    assert response.status_code == 401
+    assert response.json() == {
+        "errorresponse": {"uuidList": [], "errorcode": 401, "errortext": UNAUTHORIZED_TEXT}
+    }
+
+
+def test_command_names_are_case_sensitive(served: tuple[Simulator, RawClient]) -> None:
+    _, client = served
+    assert client.get("listzones").status_code == 401
+
+
+def test_a_request_without_signature_or_api_key_gets_401(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    _sim, client = served
+    params = client.signed("listZones")
+    for missing in ("signature", "apiKey"):
+        partial = {k: v for k, v in params.items() if k != missing}
+        assert client.send_params(partial).status_code == 401
+
+
+def test_a_role_without_the_command_gets_the_role_401(served: tuple[Simulator, RawClient]) -> None:
+    sim, client = served
+    key, secret = sim.create_key({"listZones", "listApis"})
+    limited = RawClient(client.endpoint, key, secret)
+    try:
+        response = limited.get("listAlerts")
+        assert response.status_code == 401
+        assert response.json() == {
+            "listalertsresponse": {
+                "uuidList": [],
+                "errorcode": 401,
+                "cserrorcode": 9999,
+                "errortext": ROLE_TEXT,
+            }
+        }
+        assert response.headers["X-Description"] == ROLE_TEXT
+        # Upstream checks the role before the signature.
+        assert limited.get("listAlerts", secret="wrong").json() == response.json()
+        assert limited.get("listZones").status_code == 200
+        apis = limited.get("listApis").json()["listapisresponse"]
+        assert sorted(a["name"] for a in apis["api"]) == ["listApis", "listZones"]
+    finally:
+        limited.close()
+
+
+def test_a_rotated_key_gets_401_and_the_new_one_works(served: tuple[Simulator, RawClient]) -> None:
+    sim, client = served
+    assert client.get("listZones").status_code == 200
+    key, secret = sim.rotate_key()
+    assert (sim.key, sim.secret) == (key, secret)
+    assert client.get("listZones").status_code == 401
+    fresh = RawClient(client.endpoint, key, secret)
+    try:
+        assert fresh.get("listZones").status_code == 200
+    finally:
+        fresh.close()
+
+
+def test_without_response_json_the_answer_is_xml(served: tuple[Simulator, RawClient]) -> None:
+    _, client = served
+    response = client.get("listZones", response=None)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/xml; charset=UTF-8"
+    assert response.text.startswith('<?xml version="1.0" encoding="UTF-8"?><listzonesresponse')
+    with pytest.raises(ValueError):
+        response.json()
+
+
+def test_other_paths_are_not_the_api(served: tuple[Simulator, RawClient]) -> None:
+    _, client = served
+    response = client.http.get(client.endpoint.replace("/client/api", "/client/"))
+    assert response.status_code == 404
+
+
+def test_html_characters_are_escaped_like_gson(served: tuple[Simulator, RawClient]) -> None:
+    sim, client = served
+    sim.emit_alert("ALERT.MANAGEMENT", "Node's <status> = up & running")
+    response = client.get("listAlerts")
+    assert "\\u0027" in response.text and "\\u003c" in response.text and "\\u003d" in response.text
+    assert response.json()["listalertsresponse"]["alert"][0]["description"] == (
+        "Node's <status> = up & running"
+    )
+
+
+def test_dates_are_rendered_in_the_server_zone() -> None:
+    ist = Simulator(tz="+0530", hosts=1, vms_per_host=1)
+    utc = Simulator(tz="UTC", hosts=1, vms_per_host=1)
+    ist.emit_alert("ALERT.MANAGEMENT", "x")
+    utc.emit_alert("ALERT.MANAGEMENT", "x")
+    assert ist.alerts_as_api()[0]["sent"] == "2025-06-02T13:30:00+0530"
+    assert utc.alerts_as_api()[0]["sent"] == "2025-06-02T08:00:00+0000"
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_list_capabilities_reports_the_profile_version(profile: str) -> None:
+    sim = Simulator(profile=profile, hosts=1, vms_per_host=1)
+    status, payload = invoke(sim, "listCapabilities")
+    assert status == 200
+    assert payload["listcapabilitiesresponse"]["capability"]["cloudstackversion"] == (
+        PROFILES[profile].version
+    )
+
+
+def test_list_hosts_shows_state_and_host_ha(sim: Simulator) -> None:
+    _, payload = invoke(sim, "listHosts", type="Routing")
+    hosts = body(payload)["host"]
+    assert body(payload)["count"] == 4
+    first = hosts[0]
+    assert first["state"] == "Up" and first["resourcestate"] == "Enabled"
+    assert first["hostha"] == {
+        "haenable": True,
+        "hastate": "Available",
+        "haprovider": "kvmhaprovider",
+    }
+    assert {"zonename", "podname", "clustername"} <= set(first)
+    assert first["lastpinged"].startswith("1970-")
+
+
+def test_list_hosts_with_details_min_drops_the_names(sim: Simulator) -> None:
+    _, payload = invoke(sim, "listHosts", details="min", type="Routing")
+    host = body(payload)["host"][0]
+    assert "hostha" in host and "state" in host
+    assert not {"zonename", "podname", "clustername", "hahost", "events"} & set(host)
+
+
+def test_list_hosts_rejects_unknown_details(sim: Simulator) -> None:
+    status, payload = invoke(sim, "listHosts", details="everything")
+    assert status == 431
+    assert body(payload)["errortext"] == (
+        "The details parameter contains a non permitted value. The allowed values are "
+        "[all, capacity, events, stats, min]"
+    )
+
+
+def test_list_hosts_includes_system_vm_hosts_unless_filtered(sim: Simulator) -> None:
+    _, everything = invoke(sim, "listHosts")
+    types = {h["type"] for h in body(everything)["host"]}
+    assert types == {"Routing", "SecondaryStorageVM", "ConsoleProxy"}
+
+
+def test_list_hosts_by_unknown_uuid_gets_431(sim: Simulator) -> None:
+    status, payload = invoke(sim, "listHosts", id="0b0a7a3e-5d2b-4f3c-9a51-6f1c2d3e4f50")
+    assert status == 431
+    assert (
+        "Invalid parameter id value=0b0a7a3e-5d2b-4f3c-9a51-6f1c2d3e4f50"
+        in body(payload)["errortext"]
+    )
+
+
+def test_list_virtual_machines_needs_listall_for_other_accounts(sim: Simulator) -> None:
+    _, own = invoke(sim, "listVirtualMachines")
+    _, everything = invoke(sim, "listVirtualMachines", listall=True)
+    all_vms = body(everything)["virtualmachine"]
+    assert len(all_vms) == 12
+    assert body(own)["count"] < len(all_vms)
+    assert {v["account"] for v in body(own)["virtualmachine"]} == {"admin"}
+    vm = all_vms[0]
+    assert {"haenable", "hostid", "hostname", "instancename"} <= set(vm)
+    assert vm["instancename"].startswith("i-") and vm["hostname"].startswith("kvm-")
+
+
+def test_list_virtual_machines_filters_by_host_and_ha(sim: Simulator) -> None:
+    host = sim.hosts_as_api()[0]
+    _, payload = invoke(sim, "listVirtualMachines", listall=True, hostid=host["id"], haenable=True)
+    vms = body(payload)["virtualmachine"]
+    assert vms and all(v["hostid"] == host["id"] and v["haenable"] for v in vms)
+
+
+def test_list_events_shows_system_events_only_with_listall(sim: Simulator) -> None:
+    sim.run_scenario("host-crash", recover_after=None)
+    _, own = invoke(sim, "listEvents")
+    _, everything = invoke(sim, "listEvents", listall=True)
+    types = {e["type"] for e in body(everything)["event"]}
+    assert "VM.START" in types
+    assert body(own) == {}
+    created = [e["created"] for e in body(everything)["event"]]
+    assert created == sorted(created, reverse=True)
+
+
+def test_async_jobs_use_the_plural_list_key_and_can_be_queried(sim: Simulator) -> None:
+    _, payload = invoke(sim, "listAsyncJobs", listall=True)
+    jobs = body(payload)["asyncjobs"]
+    assert jobs
+    status, result = invoke(sim, "queryAsyncJobResult", jobid=jobs[0]["jobid"])
+    assert status == 200
+    assert result["queryasyncjobresultresponse"]["jobstatus"] == 1
+
+
+def test_query_async_job_result_without_jobid_gets_431(sim: Simulator) -> None:
+    status, payload = invoke(sim, "queryAsyncJobResult")
+    assert status == 431
+    assert body(payload)["errortext"] == (
+        "Unable to execute API command queryasyncjobresult due to missing parameter jobid"
+    )
+
+
+def test_list_host_ha_resources_lists_hosts_with_ha_config(sim: Simulator) -> None:
+    _, payload = invoke(sim, "listHostHAResources")
+    items = body(payload)["hostha"]
+    assert len(items) == 4
+    assert set(items[0]) == {"hostid", "haenable", "hastate", "haprovider"}
+
+
+def test_list_apis_describes_the_served_commands_like_the_fixture(sim: Simulator) -> None:
+    _, payload = invoke(sim, "listApis", name="listAlerts")
+    (api,) = body(payload)["api"]
+    assert api["name"] == "listAlerts" and api["isasync"] is False
+    assert {p["name"] for p in api["params"]} == {
+        "id",
+        "keyword",
+        "name",
+        "page",
+        "pagesize",
+        "type",
+    }
+
+
+def test_post_enforcement_of_4_21_refuses_state_changes_by_get_and_unversioned_signatures() -> None:
+    sim = Simulator(profile="4.22", hosts=1, vms_per_host=1, enforce_post=True)
+    alert = sim.emit_alert("ALERT.USERVM", "HA starting VM: a (i-2-1-VM)")
+    with sim.serve() as endpoint:
+        client = RawClient(endpoint, sim.key, sim.secret)
+        try:
+            soon = sim.now() + timedelta(minutes=5)
+            response = client.get("archiveAlerts", ids=alert, v3=soon)
+            assert response.status_code == 400
+            assert response.json()["archivealertsresponse"]["errortext"] == (
+                "State changing command archiveAlerts needs to be sent using POST request"
+            )
+            assert client.get("listZones").status_code == 401  # version 3 is mandatory
+            assert client.get("listZones", v3=sim.now() + timedelta(hours=1)).status_code == 401
+            assert client.post("archiveAlerts", ids=alert, v3=soon).status_code == 200
+        finally:
+            client.close()
+
+
+def test_post_enforcement_does_not_exist_before_4_21() -> None:
+    with pytest.raises(ValueError, match=r"from 4\.21\.0"):
+        Simulator(profile="4.19.2", enforce_post=True)
