@@ -49,6 +49,10 @@ class Snapshot:
     vms: Sequence[VirtualMachine] = ()
     host_history: Sequence[HostStateChange] = ()
     events: Sequence[Event] = ()
+    vm_host_history: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Instance name -> API ids of the hosts the ledger has seen the VM on (any order). The
+    API names no host in "HA starting VM"; this lets a restart be attributed to the failure
+    of a host the VM was on even after it moved (e.g. during a mass failure)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,10 @@ class Summary:
             "ha_backlog": self.ha_backlog,
             "by_family": dict(sorted(self.by_family.items())),
         }
+
+    def to_json_counts(self) -> dict[str, int]:
+        """The integer totals only (for run records and metrics)."""
+        return {k: v for k, v in self.to_json().items() if isinstance(v, int)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Summary:

@@ -1,0 +1,374 @@
+"""Split one fingerprint's alerts into incidents, and reconstruct HA work per host failure.
+
+Every rule here depends only on the snapshot's hosts, VMs and host-state history, on time
+gaps, and on the *canonical* alerts of fingerprints. Archiving a plan's duplicates removes none
+of those, so planning again after applying a plan finds nothing more to archive (idempotence).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sidecar.cloudstack.models import Host, VirtualMachine
+from sidecar.reconcile.families.policy import (
+    SPLIT_GAP,
+    SPLIT_HISTORY,
+    SPLIT_NEW_FAILURE,
+    SPLIT_VM_RAN,
+)
+from sidecar.reconcile.fingerprint import Subject
+from sidecar.reconcile.model import HostStateChange
+
+#: Why consecutive alerts of one fingerprint were merged (shown in MergeGroup.reason).
+MERGED_BY_HISTORY = "the host-state history shows no recovery between them"
+MERGED_BY_GAP = "each within {gap:g} s of the previous one (gap window, no recovery seen)"
+MERGED_BY_VM_RAN = "no restart of the VM between them and each within {gap:g} s of the previous"
+MERGED_BY_NEW_FAILURE = (
+    "no new host failure between them and each within {gap:g} s of the previous"
+)
+
+class HostResolver:
+    """Map a subject's host (name, db id, uuid, zone) to the API host id (uuid) when certain.
+
+    Old-form subjects name a host by db id and name, which the API never shows; the uuid is
+    learned from (1) the subject itself, (2) new-form subjects of the same db id (they carry
+    both), (3) the host list by name and zone, (4) the ledger's history by name. A name shared
+    by hosts the zone cannot tell apart resolves to nothing: no guessing.
+    """
+
+    def __init__(
+        self,
+        hosts: Sequence[Host],
+        history: Sequence[HostStateChange],
+        subjects: Iterable[Subject],
+    ) -> None:
+        self.hosts_by_id: dict[str, Host] = {h.id: h for h in hosts}
+        self._hosts_by_name: dict[str, list[Host]] = defaultdict(list)
+        for h in sorted(hosts, key=lambda h: h.id):
+            self._hosts_by_name[h.name].append(h)
+        self._history_ids_by_name: dict[str, set[str]] = defaultdict(set)
+        up: dict[str, list[datetime]] = defaultdict(list)
+        first: dict[str, datetime] = {}
+        for change in history:
+            self._history_ids_by_name[change.host_name].add(change.host_id)
+            seen = first.get(change.host_id)
+            if seen is None or change.at < seen:
+                first[change.host_id] = change.at
+            if change.state == "Up":
+                up[change.host_id].append(change.at)
+        self._up = {k: sorted(v) for k, v in up.items()}
+        self._first = first
+        uuids: dict[str, set[str]] = defaultdict(set)
+        names: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for s in subjects:
+            if s.host_id and s.host_uuid:
+                uuids[s.host_id].add(s.host_uuid)
+            if s.host_id and s.host:
+                names[s.host_id].add((s.host, s.zone))
+        self._uuid_by_db = {k: next(iter(v)) for k, v in uuids.items() if len(v) == 1}
+        self._name_by_db = {k: next(iter(v)) for k, v in names.items() if len(v) == 1}
+        self._cache: dict[str, str | None] = {}
+
+    def resolve(self, s: Subject) -> str | None:
+        """The API id of the subject's host, or None when it cannot be told for certain."""
+        key = s.object
+        if key in self._cache:
+            return self._cache[key]
+        found = self._resolve(s)
+        self._cache[key] = found
+        return found
+
+    def _resolve(self, s: Subject) -> str | None:
+        if s.host_uuid:
+            return s.host_uuid
+        if s.host_id and s.host_id in self._uuid_by_db:
+            return self._uuid_by_db[s.host_id]
+        name, zone = s.host, s.zone
+        if not name and s.host_id in self._name_by_db:
+            name, zone = self._name_by_db[s.host_id]
+        if not name:
+            return None
+        candidates = [
+            h for h in self._hosts_by_name.get(name, ())
+            if not (zone and h.zonename and h.zonename != zone)
+            and not (s.zone_uuid and h.zoneid and h.zoneid != s.zone_uuid)
+        ]
+        if len(candidates) == 1:
+            return candidates[0].id
+        if candidates:
+            return None
+        ids = self._history_ids_by_name.get(name, set())
+        return next(iter(ids)) if len(ids) == 1 else None
+
+    def key(self, s: Subject) -> str:
+        """A host key for matching subjects: the uuid when known, else the db id, else name."""
+        uuid = self.resolve(s)
+        if uuid:
+            return uuid
+        if s.host_id:
+            return f"db:{s.host_id}"
+        return f"name:{s.host}|{s.zone}"
+
+    def has_history(self, host: str) -> bool:
+        return host in self._first
+
+    def up_between(self, host: str, after: datetime, until: datetime) -> bool:
+        """Did the ledger record the host going Up in (after, until]?"""
+        ups = self._up.get(host)
+        if not ups:
+            return False
+        i = bisect.bisect_right(ups, after)
+        return i < len(ups) and ups[i] <= until
+
+    def covers(self, host: str, at: datetime) -> bool:
+        """Was the ledger already watching the host at ``at`` (so a missing Up means none)?"""
+        first = self._first.get(host)
+        return first is not None and first <= at
+
+
+def split(
+    times: Sequence[datetime],
+    rule: str,
+    gap: timedelta,
+    *,
+    host: str | None = None,
+    resolver: HostResolver | None = None,
+    history_max_gap: timedelta = timedelta(days=1),
+    markers: Sequence[datetime] = (),
+    marker_lead: timedelta = timedelta(0),
+) -> tuple[list[int], dict[int, set[str]]]:
+    """Split one fingerprint's alerts (their ``times``, sorted) into incidents.
+
+    Returns the start position of every incident (the first is 0) and, for incidents merged
+    by another rule than the family's default, why (start position -> reasons; see
+    default_reason). Each rule decides per neighbour pair:
+
+    - SPLIT_GAP: two incidents iff the alerts are more than ``gap`` apart.
+    - SPLIT_HISTORY: a recorded ``Up`` of the host between the two alerts always splits (the
+      host recovered, so the next alert is a new failure). Without one, if the ledger was
+      already watching the host at the earlier alert, they are one incident (the host stayed
+      failed, so later rounds are the defect's duplicates) unless further apart than
+      ``history_max_gap``; if it was not watching, the gap window decides.
+    - SPLIT_NEW_FAILURE ("HA starting VM"): a new host failure (``markers``: the first
+      "Host is down" of each host failure) that began after the incident's first restart
+      and at least ``marker_lead`` before a later restart makes that restart a new incident
+      (it answers another failure, e.g. the VM's new host failed too); else the gap window
+      decides. ``marker_lead``: HA must schedule, investigate, fence and boot the VM before
+      it can send "HA starting VM", so a failure seconds before a restart did not cause it
+      (an unrelated host failing while parallel workers restart one VM twice).
+    - SPLIT_VM_RAN ("Unable to restart"): a successful restart of the VM (``markers``: the
+      first "HA starting VM" of each of its restart incidents) since the incident began
+      makes a later failure to restart a new incident (the VM ran again); else the gap
+      window decides.
+
+    Markers and history are canonicals and snapshot data: archiving duplicates removes none.
+    """
+    n = len(times)
+    # Hot path: one comprehension over the neighbour gaps. When every pair is further apart
+    # than the gap window, no rule but a covering history can merge anything.
+    cuts = [0]
+    cuts += [k for k in range(1, n) if times[k] - times[k - 1] > gap]
+    watched = (rule == SPLIT_HISTORY and host is not None and resolver is not None
+               and resolver.has_history(host))
+    if len(cuts) == n and not watched:
+        return cuts, {}
+    if rule == SPLIT_GAP or (rule == SPLIT_HISTORY and not watched) or (
+        rule in (SPLIT_VM_RAN, SPLIT_NEW_FAILURE) and not markers
+    ):
+        return cuts, {}
+    if rule in (SPLIT_VM_RAN, SPLIT_NEW_FAILURE):
+        return _split_by_markers(times, cuts, markers, marker_lead), {}
+    assert resolver is not None and host is not None
+    # max(): a covered pair must never merge what an uncovered one would split, or planning
+    # again after archiving (canonicals only) could merge differently (idempotence).
+    covered_gap = max(history_max_gap, gap)
+    by_gap = MERGED_BY_GAP.format(gap=gap.total_seconds())
+    cuts = [0]
+    reasons: dict[int, set[str]] = {0: set()}
+    for k in range(1, n):
+        before, after = times[k - 1], times[k]
+        dt = after - before
+        if resolver.up_between(host, before, after):
+            new, why = True, ""
+        elif resolver.covers(host, before):
+            new, why = dt > covered_gap, MERGED_BY_HISTORY
+        else:
+            new, why = dt > gap, by_gap
+        if new:
+            cuts.append(k)
+            reasons[k] = set()
+        else:
+            reasons[cuts[-1]].add(why)
+    return cuts, reasons
+
+
+def _split_by_markers(
+    times: Sequence[datetime], cuts: list[int], markers: Sequence[datetime], lead: timedelta
+) -> list[int]:
+    """Further split the gap-window incidents (``cuts``) where a marker falls after an
+    incident's first alert and at least ``lead`` before a later alert of it.
+
+    Any marker since the incident began counts, not only since the previous alert: a failure
+    that began between a restart and its parallel copies can still cause a later restart once
+    ``lead`` has passed. Only incidents of two or more alerts need a look.
+    """
+    n = len(times)
+    extra = []
+    for start, stop in zip(cuts, [*cuts[1:], n], strict=True):
+        if stop - start < 2:
+            continue
+        first = times[start]
+        i = bisect.bisect_right(markers, first)
+        nxt = markers[i] + lead if i < len(markers) else None
+        for k in range(start + 1, stop):
+            if nxt is not None and nxt <= times[k]:
+                extra.append(k)
+                first = times[k]
+                i = bisect.bisect_right(markers, first)
+                nxt = markers[i] + lead if i < len(markers) else None
+    return sorted(cuts + extra) if extra else cuts
+
+
+def default_reason(rule: str, gap_seconds: float) -> str:
+    """Why the alerts of an incident merged when split() gave no reason of its own."""
+    if rule == SPLIT_VM_RAN:
+        return MERGED_BY_VM_RAN.format(gap=gap_seconds)
+    if rule == SPLIT_NEW_FAILURE:
+        return MERGED_BY_NEW_FAILURE.format(gap=gap_seconds)
+    return MERGED_BY_GAP.format(gap=gap_seconds)
+
+
+# --- HA work reconstruction ---------------------------------------------------------------
+
+
+class VmIndex:
+    """Snapshot VMs by instance name, name and host (unique matches only for lookups)."""
+
+    def __init__(self, vms: Sequence[VirtualMachine]) -> None:
+        self.empty = not vms
+        by_inst: dict[str, list[VirtualMachine]] = defaultdict(list)
+        by_name: dict[str, list[VirtualMachine]] = defaultdict(list)
+        by_host: dict[str, list[VirtualMachine]] = defaultdict(list)
+        by_host_name: dict[str, list[VirtualMachine]] = defaultdict(list)
+        for vm in sorted(vms, key=lambda v: v.id):
+            if vm.instancename:
+                by_inst[vm.instancename].append(vm)
+            by_name[vm.name].append(vm)
+            if vm.hostid:
+                by_host[vm.hostid].append(vm)
+            if vm.hostname:
+                by_host_name[vm.hostname].append(vm)
+        self._by_inst = by_inst
+        self._by_name = by_name
+        self._by_host = by_host
+        self._by_host_name = by_host_name
+
+    def find(self, name: str, instance: str = "") -> VirtualMachine | None:
+        """The VM with this instance name (or, without one, this name), if exactly one."""
+        if self.empty:
+            return None
+        if instance:
+            found = self._by_inst.get(instance, ())
+            if len(found) == 1 and (not name or found[0].name == name):
+                return found[0]
+            return None
+        found = self._by_name.get(name, ())
+        return found[0] if len(found) == 1 else None
+
+    def name_is_ambiguous(self, name: str) -> bool:
+        return len(self._by_name.get(name, ())) > 1
+
+    def on_host(self, host_id: str) -> list[VirtualMachine]:
+        """VMs the snapshot records on the host with this API id."""
+        return self._by_host.get(host_id, [])
+
+    def on_host_named(self, name: str) -> list[VirtualMachine]:
+        """VMs the snapshot records on a host of this name (when the host is unresolved)."""
+        return self._by_host_name.get(name, []) if name else []
+
+
+class FailureIndex:
+    """Host failures (incidents of "Host is down") ordered by start, for time attribution.
+
+    A failure's window is [first round, last round + ``window``]: HA restarts follow the
+    rounds that scheduled them, within about ha_backlog_after.
+    """
+
+    def __init__(
+        self,
+        starts: Sequence[datetime],
+        ends: Sequence[datetime],
+        keys: Sequence[str],
+        zones: Sequence[str],
+        window: timedelta,
+    ) -> None:
+        order = sorted(range(len(starts)), key=lambda n: (starts[n], keys[n], n))
+        self.order = order
+        self.starts = [starts[n] for n in order]
+        self.ends = [ends[n] + window for n in order]
+        self.zones = [zones[n] for n in order]
+        self.longest = max((e - s for s, e in zip(self.starts, self.ends, strict=True)),
+                           default=timedelta(0))
+        running: list[datetime] = []
+        for end in self.ends:
+            running.append(end if not running or end > running[-1] else running[-1])
+        self.max_end = running  # latest window end among failures 0..j
+        self.by_key: dict[str, list[int]] = defaultdict(list)
+        for pos, n in enumerate(order):
+            self.by_key[keys[n]].append(pos)
+
+    def around(self, at: datetime, zone: str = "") -> list[int]:
+        """Positions of the failures whose window holds ``at`` (up to two: enough to decide).
+
+        Only failures in ``zone`` when both sides know their zone.
+        """
+        j = bisect.bisect_right(self.starts, at) - 1
+        if j < 0 or self.max_end[j] < at:
+            return []
+        found = []
+        if self.ends[j] >= at and (not zone or not self.zones[j] or self.zones[j] == zone):
+            found.append(j)
+        if j == 0 or self.max_end[j - 1] < at:
+            return found  # fast path: no earlier failure is still open at ``at``
+        floor = at - self.longest
+        for k in range(j - 1, -1, -1):
+            if self.starts[k] < floor:
+                break
+            if self.ends[k] >= at and (not zone or not self.zones[k] or self.zones[k] == zone):
+                found.append(k)
+                if len(found) > 1:
+                    break
+        return found
+
+    def of_host(self, key: str, at: datetime) -> int | None:
+        """The latest failure of host ``key`` whose window holds ``at``."""
+        best = None
+        for pos in self.by_key.get(key, ()):
+            if self.starts[pos] <= at <= self.ends[pos]:
+                best = pos
+        return best
+
+
+def vm_labels(names: Sequence[tuple[str, str]]) -> list[str]:
+    """VM names for reports; a name shared by two VMs gets its instance name appended."""
+    counts: dict[str, int] = defaultdict(int)
+    for name, _ in names:
+        counts[name] += 1
+    return [f"{n} ({i})" if counts[n] > 1 and i else n for n, i in names]
+
+
+__all__ = [
+    "MERGED_BY_GAP",
+    "MERGED_BY_HISTORY",
+    "MERGED_BY_NEW_FAILURE",
+    "MERGED_BY_VM_RAN",
+    "FailureIndex",
+    "HostResolver",
+    "VmIndex",
+    "default_reason",
+    "split",
+    "vm_labels",
+]
