@@ -1,4 +1,4 @@
-"""CloudStack facts shared by the client, the reconciler and the simulator (data only, no code paths)."""
+"""CloudStack facts shared by the client, the reconciler and the simulator (data only)."""
 
 from __future__ import annotations
 
