@@ -22,6 +22,9 @@ from sidecar.reconcile.families.policy import (
 from sidecar.reconcile.fingerprint import Subject
 from sidecar.reconcile.model import HostStateChange
 
+#: Host states in which HA for the host is under way (``com.cloud.host.Status``).
+FAILED_STATES = frozenset({"Down", "Alert", "Disconnected", "Error"})
+
 #: Why consecutive alerts of one fingerprint were merged (shown in MergeGroup.reason).
 MERGED_BY_HISTORY = "the host-state history shows no recovery between them"
 MERGED_BY_GAP = "each within {gap:g} s of the previous one (gap window, no recovery seen)"
@@ -29,6 +32,7 @@ MERGED_BY_VM_RAN = "no restart of the VM between them and each within {gap:g} s 
 MERGED_BY_NEW_FAILURE = (
     "no new host failure between them and each within {gap:g} s of the previous"
 )
+
 
 class HostResolver:
     """Map a subject's host (name, db id, uuid, zone) to the API host id (uuid) when certain.
@@ -52,7 +56,9 @@ class HostResolver:
         self._history_ids_by_name: dict[str, set[str]] = defaultdict(set)
         up: dict[str, list[datetime]] = defaultdict(list)
         first: dict[str, datetime] = {}
+        states: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
         for change in history:
+            states[change.host_id].append((change.at, change.state))
             self._history_ids_by_name[change.host_name].add(change.host_id)
             seen = first.get(change.host_id)
             if seen is None or change.at < seen:
@@ -61,6 +67,8 @@ class HostResolver:
                 up[change.host_id].append(change.at)
         self._up = {k: sorted(v) for k, v in up.items()}
         self._first = first
+        self._states = {k: sorted(v) for k, v in states.items()}
+        self._state_times = {k: [t for t, _ in v] for k, v in self._states.items()}
         uuids: dict[str, set[str]] = defaultdict(set)
         names: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for s in subjects:
@@ -124,9 +132,17 @@ class HostResolver:
         return i < len(ups) and ups[i] <= until
 
     def covers(self, host: str, at: datetime) -> bool:
-        """Was the ledger already watching the host at ``at`` (so a missing Up means none)?"""
-        first = self._first.get(host)
-        return first is not None and first <= at
+        """Had the ledger seen the host failed by ``at`` (so a missing Up means none since)?
+
+        Watching alone is not enough: a host recorded Up that fails and recovers between two
+        polls leaves no transition at all, so only a recorded failed state at ``at`` proves
+        that the host stayed failed.
+        """
+        times = self._state_times.get(host)
+        if not times:
+            return False
+        i = bisect.bisect_right(times, at)
+        return i > 0 and self._states[host][i - 1][1] in FAILED_STATES
 
 
 def split(
@@ -304,8 +320,11 @@ class FailureIndex:
         keys: Sequence[str],
         zones: Sequence[str],
         window: timedelta,
+        names: Sequence[str],
     ) -> None:
-        order = sorted(range(len(starts)), key=lambda n: (starts[n], keys[n], n))
+        # ``names`` (the failures' object strings) break ties, so that the order, and with it
+        # every attribution, never depends on the order alerts were listed in.
+        order = sorted(range(len(starts)), key=lambda n: (starts[n], keys[n], names[n]))
         self.order = order
         self.starts = [starts[n] for n in order]
         self.ends = [ends[n] + window for n in order]
