@@ -335,6 +335,9 @@ def test_only_failures_in_the_vms_zone_split_its_restarts() -> None:
     plan = plan_of(alerts, hosts=[HOST1, HOST2, zone2], vms=vms)
     assert plan.archive == (alerts[3].id,)
     assert plan_of(alerts, hosts=[HOST1, HOST2, zone2]).archive == ()  # VM's zone unknown
+    elsewhere = [dataclasses.replace(vms[0], zoneid="z-3")]  # a zone with no failure at all
+    assert plan_of(alerts, hosts=[HOST1, HOST2, zone2], vms=elsewhere).archive == (
+        alerts[3].id,)
 
 
 # --- policy -------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ _DEFAULT_POLICY = Policy()
 _UNKNOWN = "unknown"
 _SUPPRESSED = "suppressed"
 
-
+#: Shared defaults of every bucket (never mutated, only replaced).
 _ONE_CUT: list[int] = [0]
 _NO_REASONS: Mapping[int, set[str]] = MappingProxyType({})
 
@@ -65,7 +65,7 @@ class _Bucket:
         self.alerts: list[Alert] = []
         """Its alerts; sorted by (sent, id) once all are in: alerts[start] of an incident is
         canonical."""
-        # Shared empty defaults (never mutated, only replaced): tens of thousands of buckets.
+        # Shared defaults: a large history has tens of thousands of buckets.
         self.cuts: list[int] = _ONE_CUT
         """Start position (in alerts) of each incident, ascending, cuts[0] == 0."""
         self.reasons: Mapping[int, set[str]] = _NO_REASONS
@@ -117,8 +117,9 @@ def _unique(alerts: Sequence[Alert]) -> Sequence[Alert]:
     return list(best.values())
 
 
-def _rank(a: Alert) -> tuple[bool, str, str, str]:
-    return (a.sent is None, a.sent.isoformat() if a.sent else "", a.name, a.description)
+def _rank(a: Alert) -> tuple[bool, float, str, str, int]:
+    """Which copy of a repeated id to keep: the dated, earliest, then by content."""
+    return (a.sent is None, a.sent.timestamp() if a.sent else 0.0, a.name, a.description, a.type)
 
 
 def family_of(name: str, description: str) -> str:
@@ -269,8 +270,11 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy) -> Plan:
     failures_by_zone = _failure_starts(families.get(fp.HOST_IS_DOWN, ()), resolver)
 
     def failures_near(b: _Bucket) -> Sequence[datetime]:
+        """New failures that may concern the VM: those in its zone when the VM list knows it."""
         vm = vm_index.find(b.subject.vm, b.subject.instance)
-        return failures_by_zone.get(vm.zoneid if vm is not None else "") or failures_by_zone[""]
+        if vm is None or not vm.zoneid:
+            return failures_by_zone[_ANY_ZONE]
+        return failures_by_zone.get(vm.zoneid, failures_by_zone[_NO_ZONE])
 
     plan_family(fp.HA_STARTING_VM, failures_near)
     vm_ran_names = {b.subject.vm for b in families.get(fp.UNABLE_TO_RESTART, ())}
@@ -329,8 +333,9 @@ def _failure_starts(
 ) -> dict[str, list[datetime]]:
     """When each host failure (incident of a "Host is down" bucket) began, per zone id, sorted.
 
-    Key "" holds the failures whose zone is unknown plus every failure (for a VM of unknown
-    zone); each zone's list also holds the failures of unknown zone (they may be in it).
+    Each zone's list also holds the failures of unknown zone (they may be in it); key
+    ``_ANY_ZONE`` holds every failure (for a VM of unknown zone) and ``_NO_ZONE`` only those
+    of unknown zone (for a VM of a zone no known failure is in).
     """
     unknown: list[datetime] = []
     every: list[datetime] = []
@@ -344,8 +349,13 @@ def _failure_starts(
         else:
             unknown += starts
     out = {zone: sorted(times + unknown) for zone, times in by_zone.items()}
-    out[""] = sorted(every)
+    out[_ANY_ZONE] = sorted(every)
+    out[_NO_ZONE] = sorted(unknown)
     return out
+
+
+_ANY_ZONE = ""
+_NO_ZONE = "\0no-zone"
 
 
 def _merge_groups(buckets: Sequence[_Bucket], policy: Policy) -> tuple[MergeGroup, ...]:
@@ -462,7 +472,7 @@ def _ha_incidents(
             zones.append(host.zoneid if host else "")
     if not failures:
         return ()
-    index = FailureIndex(starts, ends, keys, zones, window)
+    index = FailureIndex(starts, ends, keys, zones, window, [f[0].subject.object for f in failures])
     oldest = index.starts[0]
 
     restarts: list[list[_Part]] = [[] for _ in failures]  # by position in index order
