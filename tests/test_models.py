@@ -87,14 +87,14 @@ def test_a_recorded_vm_becomes_a_virtual_machine():
     assert vm.hostname.startswith("SimulatedAgent.")  # the hypervisor host, not the guest
 
 
-def test_constructed_alerts_keep_their_raw_object_and_utc_sent_times():
+def test_constructed_alerts_keep_their_api_item_and_utc_sent_times():
     rows = load("constructed/listAlerts.json")["listalertsresponse"]["alert"]
     alerts = [Alert.from_api(r) for r in rows]
     assert [a.type for a in alerts] == [8, 7, 7, 7]
     assert alerts[0].description == "HA starting VM: web01 (i-2-14-VM)"
     assert alerts[1].sent == alerts[2].sent  # the duplicate pair shares its second
     assert alerts[3].sent == datetime(2025, 2, 11, 10, 1, 40, tzinfo=UTC)  # sent in +0530
-    assert alerts[0].raw == rows[0]
+    assert alerts[0].api_item() == rows[0]
     assert alerts[1] != alerts[2]  # they differ by id
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,17 +10,20 @@ from typing import Any
 
 from sidecar.constants import CS_DATE_FORMAT
 
+_STANDARD_ALERT_KEYS = frozenset({"id", "type", "name", "description", "sent"})
+
 
 def parse_cs_date(value: str | None) -> datetime | None:
     """Parse a CloudStack date (``2021-10-03T10:59:51+0530``) into an aware UTC datetime."""
-    if not value:
-        return None
+    if not value or not isinstance(value, str):
+        return None  # a proxy or another release may send anything: refuse, never crash
     try:
-        parsed = datetime.strptime(value, CS_DATE_FORMAT)
+        # fromisoformat (3.11+) takes Gson's ``+0530`` as well as ``+05:30`` and ``Z``, and is
+        # ~20x faster than strptime: it dominates parsing a 100k-alert listing.
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        # Newer servers and proxies may send ``+05:30`` or ``Z``; fromisoformat takes both.
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.strptime(value, CS_DATE_FORMAT)
         except ValueError:
             return None
     if parsed.tzinfo is None:
@@ -50,7 +54,7 @@ def _bool(raw: Mapping[str, Any], key: str) -> bool:
 def _int(raw: Mapping[str, Any], key: str, default: int = -1) -> int:
     try:
         return int(raw.get(key, default))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's 1e999 is inf
         return default
 
 
@@ -154,17 +158,32 @@ class Alert:
     description: str
     sent: datetime | None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    sent_text: str = field(default="", compare=False, hash=False, repr=False)
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> Alert:
         return cls(
             id=_str(raw, "id"),
             type=_int(raw, "type"),
-            name=_str(raw, "name"),
-            description=_str(raw, "description"),
+            name=sys.intern(_str(raw, "name")),
+            # Duplicates share their subject: one string object for all copies.
+            description=sys.intern(_str(raw, "description")),
             sent=parse_cs_date(raw.get("sent")),
-            raw=dict(raw),
+            # A listing holds up to millions of alerts: keep the raw item only when it has more
+            # than the five standard keys; otherwise ``api_item()`` rebuilds it exactly.
+            raw={} if _STANDARD_ALERT_KEYS.issuperset(raw) else dict(raw),
+            sent_text=sys.intern(str(raw.get("sent") or "")),
         )
+
+    def api_item(self) -> dict[str, Any]:
+        """The item exactly as ``listAlerts`` returned it."""
+        if self.raw:
+            return dict(self.raw)
+        item: dict[str, Any] = {"id": self.id, "type": self.type, "name": self.name,
+                                "description": self.description}
+        if self.sent_text:
+            item["sent"] = self.sent_text
+        return item
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,8 +157,8 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 def _alert_copy(alert: Alert) -> dict[str, Any]:
     """The alert as CloudStack returned it (rebuilt from the fields if the raw copy is missing)."""
-    if alert.raw:
-        return dict(alert.raw)
+    if alert.raw or alert.sent_text:
+        return alert.api_item()
     return {
         "id": alert.id,
         "type": alert.type,

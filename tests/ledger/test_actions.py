@@ -45,7 +45,7 @@ def test_intents_are_written_once_with_the_full_alert_and_the_token(ledger: Ledg
     assert rec.state == "intended"
     assert (rec.group_id, rec.canonical, rec.token, rec.run_id) == ("g1", "c0", token, run)
     assert rec.reason == "same VM, same host, 3 s apart"
-    assert rec.alert == dict(items[0][1].raw)
+    assert rec.alert == items[0][1].api_item()
     assert rec.alert["sent"].endswith("+0530")  # as CloudStack sent it, not re-rendered
 
 
