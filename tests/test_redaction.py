@@ -123,7 +123,10 @@ def test_nothing_secret_appears_in_logs_errors_or_reprs(caplog, monkeypatch):
                     texts.extend([str(exc), repr(exc), exc.detail])
                     logging.getLogger("sidecar.test").exception("call failed: %s", exc)
 
-    with respx.mock() as mock, caplog.at_level(logging.DEBUG):
+    # Other tests' setup_logging() quiets httpx to WARNING; this test needs its request lines.
+    with respx.mock() as mock, caplog.at_level(logging.DEBUG), caplog.at_level(
+        logging.DEBUG, logger="httpx"
+    ):
         mock.route(url__startswith=ENDPOINT).mock(side_effect=serve)
         client = CloudStackClient(config, settings=Settings(max_retries=1), sleep=_no_sleep)
         asyncio.run(go(client))
