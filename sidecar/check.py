@@ -34,6 +34,8 @@ from sidecar.cloudstack.errors import (
 )
 from sidecar.constants import AFFECTED_RELEASES, SIDECAR_APIS
 from sidecar.errors import UserError
+from sidecar.ledger import Ledger
+from sidecar.runtime import require_supported, setup_command_logging
 from sidecar.settings import Settings, load_settings
 
 #: Exit code when the check ran but found a problem (missing APIs, clock skew).
@@ -135,6 +137,12 @@ async def run_check(
             result.error, result.exit_code = str(exc), exc.exit_code
             return result
         result.clock_skew = cs.clock_skew
+        if result.version is not None:
+            try:
+                require_supported(result.version)
+            except UserError as exc:
+                result.error, result.exit_code = str(exc), exc.exit_code
+                return result
         result.affected = is_affected(result.version)
         try:
             allowed = await cs.list_api_names()
@@ -215,11 +223,19 @@ def check_command(
         if fmt not in FORMATS:
             raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
         settings = load_settings(config)
+        setup_command_logging(settings)
         cs_config = load_cloudstack_config(region)
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
     result = asyncio.run(run_check(cs_config, settings, wall_clock=_wall_clock))
+    if result.error is None:
+        try:
+            # The sidecar cannot work without its ledger: open (and migrate) it as `run` does.
+            Ledger(settings.resolved_ledger_url(), holder="check").close()
+        except UserError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
     if fmt == "json":
         typer.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
     elif result.error is not None:

@@ -7,7 +7,9 @@ CloudStack credentials are not here: they come from ``cs`` conventions (see
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -139,6 +141,19 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _warn_if_readable(path: Path) -> None:
+    """WARNING when group or others may read the file: it may hold the ledger's password."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        logging.getLogger(__name__).warning(
+            "%s is readable by group/others (mode %s) and may hold the ledger password: "
+            "run chmod 600 %s", path, oct(stat.S_IMODE(mode)), path,
+        )
+
+
 def _coerce(name: str, kind: Any, value: Any, source: str) -> Any:
     """Convert ``value`` to the field's type, or raise a one-line ConfigError."""
     try:
@@ -228,6 +243,7 @@ def load_settings(
                 f"config file {config_path} cannot be read ({exc.strerror or exc}): "
                 "point to a readable TOML file"
             ) from None
+        _warn_if_readable(config_path)
         # Accept both a flat file and a [sidecar] table.
         table = data.get("sidecar", data) if isinstance(data.get("sidecar"), dict) else data
         if table is not data and len(data) > 1:

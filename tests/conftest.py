@@ -35,3 +35,23 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Commands install their log handler and levels (root, httpx, ...): undo it after a test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    names = ("httpx", "httpcore", "apscheduler", "alembic", "sidecar")
+    levels = {n: logging.getLogger(n).level for n in names}
+    yield
+    # Only the handlers sidecar.logs.setup_logging installed (pytest's own come and go).
+    for handler in [h for h in root.handlers if h not in handlers]:
+        if getattr(handler, "_sidecar_handler", False):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)

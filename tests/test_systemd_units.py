@@ -126,6 +126,13 @@ def test_the_service_is_type_notify_with_a_watchdog_longer_than_the_slowest_heal
     assert slowest_gap < float(watchdog) < 4 * defaults.poll_interval
 
 
+def test_the_service_is_not_restarted_after_a_configuration_error():
+    # UserError's exit code 2 (ConfigError, missing credentials); 4 (ledger) and 5
+    # (CloudStack) are transient and restart.
+    assert values(SERVICE, "Restart") == ["on-failure"]
+    assert values(SERVICE, "RestartPreventExitStatus") == ["2"]
+
+
 def test_the_service_stops_later_than_a_cycle_can_run():
     [stop] = values(SERVICE, "TimeoutStopSec")
     assert float(stop) > Settings().cycle_deadline
@@ -142,8 +149,8 @@ def test_secrets_arrive_as_credentials_not_environment(unit):
 def test_both_services_share_identity_state_and_hardening():
     def hardening(unit: Path) -> list[tuple[str, str]]:
         skip = {"Description", "Type", "NotifyAccess", "ExecStart", "WatchdogSec", "Restart",
-                "RestartSec", "TimeoutStopSec", "TimeoutStartSec", "Nice", "IOSchedulingClass",
-                "WantedBy"}
+                "RestartSec", "RestartPreventExitStatus", "TimeoutStopSec", "TimeoutStartSec",
+                "Nice", "IOSchedulingClass", "WantedBy"}
         return sorted(d for d in directives(unit) if d[0] not in skip)
 
     assert hardening(SERVICE) == hardening(CLEANUP)

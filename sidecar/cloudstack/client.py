@@ -140,7 +140,7 @@ class _Page:
 def _count(inner: Mapping[str, Any]) -> int | None:
     try:
         return int(inner["count"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: 1e999 is inf
         return None
 
 
@@ -369,7 +369,9 @@ class CloudStackClient:
                 reason = exc
             attempt += 1
             self.stats.retries += 1
-            log.warning(
+            # INFO: the service (INFO by default) shows retries; an interactive command whose
+            # calls finally fail prints only its one ``error:`` line.
+            log.info(
                 "retry %d/%d of %s in %.1f s: %s",
                 attempt,
                 self.settings.max_retries,

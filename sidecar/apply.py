@@ -1,0 +1,221 @@
+"""Carry out a Plan's archive actions through the client, write-ahead in the ledger.
+
+Order per batch: intent rows (``intended``) -> ``sent`` -> archiveAlerts POST -> ``done`` /
+``already-gone`` / ``failed``. A crash between any two steps leaves rows that
+``Applier.resolve`` settles by asking CloudStack, so nothing is repeated or forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sidecar.cloudstack.client import CloudStackClient
+from sidecar.cloudstack.errors import CloudStackError, ParameterError, ServerError
+from sidecar.cloudstack.models import Alert
+from sidecar.constants import HTTP_INTERNAL_ERROR
+from sidecar.ledger import Ledger, StaleLeaseError
+from sidecar.reconcile.model import MergeGroup, Plan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApplyOutcome:
+    """What one apply pass did, by alert id."""
+
+    archived: list[str] = field(default_factory=list)
+    already_gone: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    #: Sent, but the answer never came (transport error, 5xx other than 530): left ``sent``
+    #: for ``Applier.resolve`` to settle from the next listing.
+    unsettled: list[str] = field(default_factory=list)
+    capped: int = 0
+    api_calls: int = 0
+    lost_lease: bool = False
+    stopped: bool = False
+    error: str = ""
+
+    @property
+    def settled(self) -> int:
+        """Actions that reached a final state in this pass."""
+        return len(self.archived) + len(self.already_gone) + len(self.failed)
+
+    def counts(self) -> dict[str, int]:
+        """Integer totals for run records and logs."""
+        return {
+            "archived": len(self.archived),
+            "already_gone": len(self.already_gone),
+            "failed": len(self.failed),
+            "unsettled": len(self.unsettled),
+            "capped": self.capped,
+            "archive_calls": self.api_calls,
+        }
+
+
+@dataclass
+class ResolveOutcome:
+    """How the intents left by an earlier run were settled."""
+
+    done: list[str] = field(default_factory=list)
+    already_gone: list[str] = field(default_factory=list)
+    still_pending: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
+
+
+async def alert_is_live(client: CloudStackClient, alert_id: str) -> bool:
+    """True when ``listAlerts id=`` still lists the alert (archived and deleted ones are not)."""
+    try:
+        items = await client.list_alerts(id=alert_id)
+    except ParameterError:
+        return False  # 431: the uuid no longer exists (deleted or purged)
+    return any(a.id == alert_id for a in items)
+
+
+def ids_named_in(text: str, ids: Sequence[str]) -> list[str]:
+    """The ids of a batch that an error text names (a 431 names the first unknown uuid)."""
+    return [i for i in ids if i and i in text]
+
+
+class Applier:
+    """Archives the duplicates of a plan in batches, recording each step in the ledger."""
+
+    def __init__(
+        self,
+        client: CloudStackClient,
+        ledger: Ledger,
+        *,
+        run_id: int,
+        token: int,
+        batch_size: int,
+        renew_lease: Callable[[], int | None] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.run_id = run_id
+        self.token = token
+        self.batch_size = batch_size
+        self.renew_lease = renew_lease
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+
+    async def resolve(self, plan: Plan, live_ids: set[str] | None = None) -> ResolveOutcome:
+        """Settle intents of earlier runs: ask CloudStack whether each alert is still live.
+
+        ``live_ids`` is a trustworthy full listing (no drift while paging); without it each
+        unresolved alert is looked up on its own.
+        """
+        outcome = ResolveOutcome()
+        planned = set(plan.archive)
+        for record in self.ledger.unresolved_actions():
+            alert_id = record.alert_id
+            if live_ids is not None and alert_id in live_ids:
+                live = True
+            else:
+                live = await alert_is_live(self.client, alert_id)
+            if not live:
+                # ``sent`` means our POST may have landed: it did, since the alert is gone.
+                # ``intended`` means we never sent it: someone else archived or deleted it.
+                state = "done" if record.state == "sent" else "already-gone"
+                self.ledger.mark(self.token, [alert_id], state)
+                (outcome.done if state == "done" else outcome.already_gone).append(alert_id)
+            elif alert_id in planned:
+                outcome.still_pending.append(alert_id)  # the apply pass below sends it
+            else:
+                # Live but no longer a proven duplicate (its group changed): never act on it.
+                self.ledger.mark(
+                    self.token, [alert_id], "failed", error="superseded: not in the current plan"
+                )
+                outcome.superseded.append(alert_id)
+        return outcome
+
+    async def apply(
+        self, plan: Plan, alerts: Mapping[str, Alert], *, max_actions: int | None = None
+    ) -> ApplyOutcome:
+        """Archive ``plan.archive`` (at most ``max_actions``), batch by batch, write-ahead."""
+        outcome = ApplyOutcome()
+        groups = plan.group_of()
+        ids = [i for i in plan.archive if i in alerts]
+        if max_actions is not None and len(ids) > max_actions:
+            outcome.capped = len(ids) - max_actions
+            ids = ids[:max_actions]
+        for start in range(0, len(ids), self.batch_size):
+            batch = ids[start : start + self.batch_size]
+            if self.should_stop is not None and self.should_stop():
+                outcome.stopped = True  # asked to stop (SIGTERM): the rest waits for next time
+                break
+            if self.renew_lease is not None:
+                token = self.renew_lease()
+                if token is None or token != self.token:
+                    log.warning("lease lost; stopping before the next archive batch")
+                    outcome.lost_lease = True
+                    break
+            items: list[tuple[MergeGroup, Alert]] = [(groups[i], alerts[i]) for i in batch]
+            todo: list[str] = []
+            try:
+                records = self.ledger.intend_archive(self.run_id, self.token, items)
+                todo = [r.alert_id for r in records]
+                if todo:
+                    self.ledger.mark(self.token, todo, "sent")
+                    await self._archive(todo, outcome)
+            except StaleLeaseError:
+                log.warning("lease fencing token is stale; another sidecar leads now")
+                outcome.lost_lease = True
+                break
+            except CloudStackError as exc:
+                # No answer we can interpret (reset, timeout, 503, ...): the POST may or may not
+                # have landed. The rows stay ``sent``; the next listing settles them. Further
+                # batches would most likely fail the same way: stop this pass.
+                settled = {*outcome.archived, *outcome.already_gone, *outcome.failed}
+                outcome.unsettled.extend(i for i in todo if i not in settled)
+                log.warning("archiveAlerts failed, %d alerts left to settle: %s",
+                            len(outcome.unsettled), exc)
+                outcome.error = str(exc)
+                break
+            if self.on_progress is not None:
+                self.on_progress(len(batch))
+        return outcome
+
+    async def _archive(self, ids: list[str], outcome: ApplyOutcome) -> None:
+        """POST one batch; on 431/530 find the gone ids and archive the rest."""
+        outcome.api_calls += 1
+        try:
+            await self.client.archive_alerts(ids)
+        except ParameterError as exc:
+            # 431 names one uuid that does not exist any more (deleted or purged meanwhile).
+            named = ids_named_in(exc.errortext, ids)
+            if not named:
+                error = f"{exc.errorcode}: {exc.errortext}"
+                self.ledger.mark(self.token, ids, "failed", error=error)
+                outcome.failed.extend(ids)
+                return
+            self.ledger.mark(self.token, named, "already-gone")
+            outcome.already_gone.extend(named)
+            rest = [i for i in ids if i not in set(named)]
+            if rest:
+                await self._archive(rest, outcome)
+            return
+        except ServerError as exc:
+            if exc.errorcode != HTTP_INTERNAL_ERROR:
+                raise  # 503 and friends: outcome unknown; rows stay ``sent`` for resolve()
+            # 530 voids the whole batch (upstream pre-checks every id): some id is already
+            # archived. Bisect to find it instead of listing every id.
+            if len(ids) == 1:
+                if await alert_is_live(self.client, ids[0]):
+                    self.ledger.mark(
+                        self.token, ids, "failed", error=f"530: {exc.errortext}"
+                    )
+                    outcome.failed.extend(ids)
+                else:
+                    self.ledger.mark(self.token, ids, "already-gone")
+                    outcome.already_gone.extend(ids)
+                return
+            middle = len(ids) // 2
+            await self._archive(ids[:middle], outcome)
+            await self._archive(ids[middle:], outcome)
+            return
+        self.ledger.mark(self.token, ids, "done")
+        outcome.archived.extend(ids)

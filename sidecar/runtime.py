@@ -1,0 +1,129 @@
+"""Wiring shared by the commands: settings, CloudStack credentials, ledger, client, lease."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sidecar.cloudstack.client import CloudStackClient
+from sidecar.cloudstack.config import CloudStackConfig, load_cloudstack_config
+from sidecar.errors import UserError
+from sidecar.ledger import Ledger
+from sidecar.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: CloudStack releases (major, minor) whose alert formats and API the sidecar knows.
+SUPPORTED_RELEASES = ((4, 19), (4, 22))
+
+
+@dataclass
+class Context:
+    """Everything a command needs to talk to CloudStack and the ledger."""
+
+    settings: Settings
+    cloudstack: CloudStackConfig
+
+    def client(self, **kwargs: Any) -> CloudStackClient:
+        """A new async client with the configured limits (use ``async with``)."""
+        return CloudStackClient(self.cloudstack, settings=self.settings, **kwargs)
+
+    def ledger(self, *, holder: str | None = None) -> Ledger:
+        """Open (and migrate) the ledger named by the settings."""
+        return Ledger(self.settings.resolved_ledger_url(), holder=holder or default_holder())
+
+
+def default_holder() -> str:
+    """A stable name for this sidecar instance in leases and runs: host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def load_context(
+    config: Path | None = None,
+    *,
+    region: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Context:
+    """Load settings (TOML + env + flags), set up logging, load CloudStack credentials."""
+    settings = load_settings(config, overrides=overrides)
+    setup_command_logging(settings)  # before the credentials: their warnings go through it
+    cloudstack = load_cloudstack_config(region or os.environ.get("CLOUDSTACK_REGION") or None)
+    return Context(settings=settings, cloudstack=cloudstack)
+
+
+def setup_command_logging(settings: Settings) -> None:
+    """Logging for an interactive command: warnings and errors only, unless the settings ask
+    for another level than the service's default (INFO), e.g. ``SIDECAR_LOG_LEVEL=DEBUG``.
+
+    A command's own output is its tables and its one ``error:`` line; the service logs at INFO.
+    """
+    from sidecar.logs import setup_logging
+
+    level = settings.log_level if settings.log_level != "INFO" else "WARNING"
+    setup_logging(level, settings.log_format)
+
+
+def require_supported(version: str) -> None:
+    """Refuse a CloudStack release outside 4.19-4.22 (exit 2); an unknown version only warns."""
+    parts = version.split("-")[0].split(".")
+    if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
+        log.warning("CloudStack reports the version %r: assuming it behaves like 4.19-4.22",
+                    version)
+        return
+    release = (int(parts[0]), int(parts[1]))
+    low, high = SUPPORTED_RELEASES
+    if not low <= release <= high:
+        raise UserError(
+            f"CloudStack {version} is not supported: cloudstack-sidecar knows "
+            f"{low[0]}.{low[1]}.0-{high[0]}.{high[1]}.x (their alert formats and API); "
+            "upgrade CloudStack or use a cloudstack-sidecar release that knows it",
+            exit_code=2,
+        )
+
+
+def holder_is_dead_here(holder: str) -> bool:
+    """True when ``holder`` names a process of this host that no longer exists.
+
+    Holders are ``<hostname>:<pid>`` (``default_holder``). A process we may not signal
+    (another user's) counts as alive; so does any holder of another host.
+    """
+    host, _, pid_text = holder.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # EPERM: it exists, as another user
+    return False
+
+
+def claim_lease(ledger: Ledger, ttl: float) -> int | None:
+    """Take or renew the ledger lease; the fencing token, or None while another sidecar acts.
+
+    A lease left by a process of this host that died (``kill -9``, OOM, a crash) is taken over
+    at once instead of after its TTL, so a rerun resumes immediately. The takeover raises the
+    fencing token, so the dead holder could not act even if it came back.
+    """
+    token = ledger.acquire_lease(ttl)
+    if token is not None:
+        return token
+    lease = ledger.lease()
+    if lease is None or not holder_is_dead_here(lease.holder):
+        return None
+    log.warning("taking over the ledger lease of %s: that process is gone", lease.holder)
+    ours = ledger.holder
+    try:
+        ledger.holder = lease.holder  # release "as" the dead holder: only its own row matches
+        ledger.release_lease()
+    finally:
+        ledger.holder = ours
+    return ledger.acquire_lease(ttl)

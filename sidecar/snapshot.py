@@ -1,0 +1,261 @@
+"""Read what the reconciler needs from CloudStack: alerts of the HA families, hosts, VMs.
+
+listAlerts sorts by ``last_sent`` only, with no tie-breaker, and duplicates often share a second:
+rows tied across a page edge can show on both pages and another on neither. A full listing
+therefore fills the gaps by fetching the pages around tied edges again until it holds ``count``
+rows (bounded), and says whether it can be trusted as complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sidecar.cloudstack.client import CloudStackClient
+from sidecar.cloudstack.errors import ParameterError
+from sidecar.cloudstack.models import Alert, Host, VirtualMachine
+from sidecar.constants import DEDUP_ELIGIBLE_NAMES, MAX_PAGE_SIZE
+
+log = logging.getLogger(__name__)
+
+#: The alert names worth listing: the only ones the sidecar may ever archive.
+ELIGIBLE_NAMES: tuple[str, ...] = tuple(sorted(DEDUP_ELIGIBLE_NAMES))
+
+#: Host states in which HA for the host's VMs is under way or pending.
+FAILED_HOST_STATES = frozenset({"Down", "Alert", "Disconnected", "Error"})
+
+#: Rounds of re-fetching tied page edges before a listing is declared incomplete.
+FILL_ROUNDS = 12
+
+#: Page size of the service's newest-first alert polling: one small call per name when quiet.
+NEW_ALERTS_PAGE_SIZE = 100
+
+
+@dataclass
+class AlertListing:
+    """Alerts listed per name, and whether the listing can be trusted as complete."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    consistent: bool = True
+    counts: dict[str, int] = field(default_factory=dict)
+    pages: int = 0
+
+    @property
+    def ids(self) -> set[str]:
+        """Ids of every listed alert."""
+        return {a.id for a in self.alerts}
+
+
+def now_utc() -> datetime:
+    """The local wall clock, aware UTC."""
+    return datetime.now(UTC)
+
+
+def server_now(client: CloudStackClient) -> datetime:
+    """The management server's clock (ours corrected by the skew its ``Date`` header showed).
+
+    Alert times come from the server's clock; plans and host observations must use the same.
+    """
+    skew = client.clock_skew or 0.0
+    return (now_utc() + timedelta(seconds=skew)).replace(microsecond=0)
+
+
+def _sent_key(row: dict[str, Any]) -> str:
+    return str(row.get("sent") or "")
+
+
+def _rows(inner: dict[str, Any]) -> list[dict[str, Any]]:
+    items = inner.get("alert") or []
+    return [r for r in items if isinstance(r, dict)] if isinstance(items, list) else []
+
+
+def _count(inner: dict[str, Any]) -> int | None:
+    try:
+        return int(inner["count"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def tied_edges(pages: dict[int, list[dict[str, Any]]]) -> list[int]:
+    """Edges ``e`` (between pages e and e+1) that cut a group of rows with one ``sent``.
+
+    The last slot of page e and the first of page e+1 always hold members of a group that
+    straddles the edge, whatever order the server chose for it on each request: equal ``sent``
+    there is exactly the sign that rows of that group may be missing (or seen twice).
+    """
+    edges = []
+    for number in sorted(pages):
+        nxt = pages.get(number + 1)
+        here = pages[number]
+        if here and nxt and _sent_key(here[-1]) == _sent_key(nxt[0]):
+            edges.append(number)
+    return edges
+
+
+async def list_alert_rows(
+    client: CloudStackClient,
+    name: str,
+    *,
+    on_page: Callable[[int], None] | None = None,
+) -> tuple[list[dict[str, Any]], bool, int, int]:
+    """Every live alert row of ``name``: (rows, complete, count, pages fetched).
+
+    Pages 2..N are fetched concurrently; pages next to tied edges are fetched again until we
+    hold ``count`` distinct rows (at most FILL_ROUNDS rounds).
+    """
+    size = MAX_PAGE_SIZE
+    fetched = 0
+
+    async def page(number: int) -> dict[str, Any]:
+        nonlocal fetched
+        inner = await client.request("listAlerts", {"name": name, "page": number, "pagesize": size})
+        fetched += 1
+        if on_page is not None:
+            on_page(len(_rows(inner)))
+        return inner
+
+    try:
+        first = await page(1)
+    except ParameterError:
+        # The server's default.page.size is below ours: the client adopts it (no tie filling).
+        rows, info = await client.list_all_with_info(
+            "listAlerts", "alert", {"name": name}, on_page=on_page
+        )
+        return rows, info.consistent, info.count or len(rows), info.pages
+    pages: dict[int, list[dict[str, Any]]] = {1: _rows(first)}
+    counts = {c for c in [_count(first)] if c is not None}
+    count = _count(first) or 0
+    last = max(1, math.ceil(count / size))
+    answers = await asyncio.gather(*(page(n) for n in range(2, last + 1)))
+    held: dict[Any, dict[str, Any]] = {}
+
+    def take(number: int, inner: dict[str, Any]) -> None:
+        nonlocal count
+        rows = _rows(inner)
+        pages[number] = rows
+        for row in rows:
+            held.setdefault(row.get("id"), row)
+        c = _count(inner)
+        if c is not None:
+            counts.add(c)
+            count = c
+
+    take(1, first)
+    for number, inner in zip(range(2, last + 1), answers, strict=True):
+        take(number, inner)
+    # Alerts may have arrived while we paged: go on until a short page.
+    number = max(pages)
+    while len(pages[number]) == size:
+        number += 1
+        take(number, await page(number))
+    for _ in range(FILL_ROUNDS):
+        if len(held) >= count:
+            break
+        edges = tied_edges(pages)
+        wanted = sorted({n for e in edges for n in (e, e + 1)}) or sorted(pages)
+        for number, inner in zip(wanted, await asyncio.gather(*(page(n) for n in wanted)),
+                                 strict=True):
+            take(number, inner)
+    complete = len(counts) <= 1 and len(held) == count
+    if not complete:
+        log.info(
+            "listAlerts name=%s: holding %d rows of %d after re-fetching tied pages "
+            "(counts seen %s)", name, len(held), count, sorted(counts),
+        )
+    return list(held.values()), complete, count, fetched
+
+
+async def list_alerts_by_name(
+    client: CloudStackClient,
+    names: Iterable[str] = ELIGIBLE_NAMES,
+    *,
+    on_page: Callable[[int], None] | None = None,
+) -> AlertListing:
+    """List every live alert of ``names`` (one listing per name, pages concurrently)."""
+    results = await asyncio.gather(
+        *(list_alert_rows(client, n, on_page=on_page) for n in names)
+    )
+    listing = AlertListing()
+    seen: set[str] = set()
+    for name, (rows, complete, count, pages) in zip(names, results, strict=True):
+        listing.counts[name] = count
+        listing.pages += pages
+        listing.consistent = listing.consistent and complete
+        for row in rows:
+            alert = Alert.from_api(row)
+            if alert.id not in seen:
+                seen.add(alert.id)
+                listing.alerts.append(alert)
+    return listing
+
+
+async def list_new_alerts(
+    client: CloudStackClient,
+    names: Iterable[str],
+    *,
+    known: Callable[[Sequence[str]], set[str]],
+    not_before: datetime | None,
+    watermarks: Mapping[str, datetime] | None = None,
+    page_size: int = NEW_ALERTS_PAGE_SIZE,
+) -> dict[str, list[Alert]]:
+    """Newest-first alerts of each name, paging only as deep as new alerts can be.
+
+    Paging of a name stops at a page that holds only ``known`` ids (seen before, per the
+    ledger), or whose oldest row is older than the name's watermark (the newest ``sent`` seen
+    in earlier polls: new alerts are stamped later) or than ``not_before`` (history the planner
+    no longer needs): rows come newest first, so the next pages hold only older ones. A quiet
+    poll therefore costs one small page per name. Rows tied on ``sent`` may swap across pages,
+    so a stop never relies on the rows of one timestamp (``oldest`` must be strictly older).
+    """
+    marks = watermarks or {}
+
+    async def one(name: str) -> list[Alert]:
+        found: list[Alert] = []
+        mark = marks.get(name)
+        async for page in client.iter_pages(
+            "listAlerts", "alert", {"name": name, "pagesize": min(page_size, MAX_PAGE_SIZE)}
+        ):
+            alerts = [Alert.from_api(r) for r in page]
+            found.extend(alerts)
+            ids = [a.id for a in alerts]
+            times = [a.sent for a in alerts if a.sent is not None]
+            oldest = min(times) if len(times) == len(alerts) and times else None
+            if (
+                len(known(ids)) == len(ids)
+                or (mark is not None and oldest is not None and oldest < mark)
+                or (not_before is not None and oldest is not None and oldest < not_before)
+            ):
+                break
+        return found
+
+    names = list(names)
+    results = await asyncio.gather(*(one(n) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
+async def list_hosts(client: CloudStackClient) -> list[Host]:
+    """Hypervisor hosts (type Routing): the only hosts with HA-relevant VMs."""
+    return await client.list_hosts(type="Routing")
+
+
+async def list_vms_of_hosts(
+    client: CloudStackClient, host_ids: Iterable[str]
+) -> dict[str, list[VirtualMachine]]:
+    """VMs still recorded on each of the given hosts (those HA must restart elsewhere)."""
+    ids = sorted(set(host_ids))
+    results = await asyncio.gather(*(client.list_virtual_machines(hostid=h) for h in ids))
+    return dict(zip(ids, results, strict=True))
+
+
+async def list_all_vms(client: CloudStackClient) -> list[VirtualMachine]:
+    """Every user VM of every account (``listall=true``): names, placement and HA flags.
+
+    All of them, not only the HA-enabled ones: the planner leaves "Unable to restart <name>"
+    alerts alone when two VMs share the name, so it must see every VM.
+    """
+    return await client.list_virtual_machines()
