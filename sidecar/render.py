@@ -75,7 +75,7 @@ def plan_markdown(plan: Plan) -> str:
         f"- left alone: {s.untouched_unknown} unknown-format, "
         f"{s.untouched_suppressed} suppressed-type (capacity etc.)",
         f"- HA incidents: {s.ha_incidents}, duplicate HA rounds: {s.duplicate_rounds}, "
-        f"VMs restarted more than once: {s.vms_restarted_more_than_once}, "
+        f"VMs restarted more than once (whole history): {s.vms_restarted_more_than_once}, "
         f"HA backlog: {s.ha_backlog}",
         "",
         "## Duplicate groups",
@@ -143,7 +143,7 @@ def print_plan_tables(plan: Plan, console: Console, *, max_rows: int = 50) -> No
         ("suppressed types (left alone)", s.untouched_suppressed),
         ("HA incidents", s.ha_incidents),
         ("duplicate HA rounds", s.duplicate_rounds),
-        ("VMs restarted more than once", s.vms_restarted_more_than_once),
+        ("VMs restarted more than once (whole history)", s.vms_restarted_more_than_once),
         ("HA backlog (VMs not yet running elsewhere)", s.ha_backlog),
     ):
         totals.add_row(label, str(value))
