@@ -468,7 +468,34 @@ def test_a_fractional_rate_spaces_calls_out(fake, mock):
                 await cs.request("listZones")
 
     run(go())
-    assert [b - a for a, b in itertools.pairwise(starts)] == [2.0, 2.0]
+    # 2 s per call at 0.5/s, plus the limiter's 5 % margin for arrival jitter.
+    assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([2.1, 2.1])
+
+
+def test_callers_woken_late_by_a_busy_loop_do_not_bunch_up():
+    from sidecar.cloudstack.ratelimit import RateLimiter
+
+    now = [0.0]
+    starts: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(20, clock=lambda: now[0], sleep=sleep)
+
+    async def go():
+        # 20 callers reserve slots over the first second, but a blocked loop wakes them all
+        # only at t=1.0, together with the next 20 callers whose slots start there.
+        for _ in range(20):
+            limiter.reserve()
+        now[0] = 1.0
+        for _ in range(20):
+            await limiter.acquire()
+            starts.append(now[0])
+
+    asyncio.run(go())
+    for t in starts:
+        assert sum(1 for u in starts if t - limiter.window < u <= t) <= limiter.burst
 
 
 class SlowTransport(httpx.AsyncBaseTransport):
