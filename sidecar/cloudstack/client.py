@@ -449,9 +449,14 @@ class CloudStackClient:
                 *(self._page(command, list_key, base, p, on_page) for p in range(2, last + 1))
             )
             pages.update(zip(range(2, last + 1), fetched, strict=True))
-        # Rows may have been added while we paged: go on until a short or empty page.
+        # Rows may have been added while we paged: go on while the last page was full and the
+        # newest count says there is more (no extra empty page when the total is a multiple
+        # of the page size).
         number = max(pages)
         while len(pages[number].rows) == size:
+            latest = pages[number].count
+            if latest is not None and number * size >= latest:
+                break
             number += 1
             pages[number] = await self._page(command, list_key, base, number, on_page)
         rows: list[dict[str, Any]] = []
