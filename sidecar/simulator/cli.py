@@ -122,6 +122,12 @@ def simulator_command(
         max=3600.0,
         help="Virtual seconds per real second (>1 runs the server clock ahead of yours).",
     ),
+    stats_file: Path | None = typer.Option(
+        None,
+        "--stats-file",
+        help="On SIGTERM/SIGINT write the request stats and the truth score here as JSON "
+        "(also served live at GET /_sim/stats).",
+    ),
 ) -> None:
     """Run a simulated CloudStack API on loopback until Ctrl-C / SIGTERM."""
     from sidecar.simulator import SCENARIOS, Simulator
@@ -180,7 +186,21 @@ def simulator_command(
         _run_until_signal(sim, speed)
     finally:
         sim.stop()
+    if stats_file is not None:
+        write_stats(stats_file, sim)
+        typer.echo(f"stats written to {stats_file}")
     typer.echo("simulator stopped")
+
+
+def write_stats(path: Path, sim: Simulator) -> None:
+    """Write ``export_stats`` (with the id lists) as JSON, atomically."""
+    import json
+
+    from sidecar.simulator.server import export_stats
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(export_stats(sim, ids=True)), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _run_until_signal(sim: Simulator, speed: float) -> None:

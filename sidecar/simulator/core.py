@@ -6,6 +6,7 @@ import itertools
 import random
 import re
 import secrets
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -618,13 +619,24 @@ class Simulator:
 
     # -- serving -----------------------------------------------------------------------------
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve in a background thread; returns the endpoint URL."""
+    def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> str:
+        """Serve in a background thread; returns the endpoint URL.
+
+        ``tls`` (a server-side context with a certificate loaded) serves HTTPS instead.
+        """
         if host not in LOOPBACK:
             raise ValueError(f"the simulator only listens on loopback, not {host!r}")
         if self._server is not None:
             raise RuntimeError("the simulator is already serving")
         server = SimulatorHTTPServer((host, port), self)
+        if tls is not None:
+            # Handshake lazily in the connection's thread, so that a client that never
+            # completes it cannot block the accepting thread.
+            server.socket = tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.faults.release.clear()
         thread = threading.Thread(
             target=server.serve_forever,
@@ -636,7 +648,8 @@ class Simulator:
         self._server, self._thread = server, thread
         bound = server.server_address[1]
         shown = f"[{host}]" if ":" in host else host
-        self.endpoint = f"http://{shown}:{bound}{API_PATH}"
+        scheme = "https" if tls is not None else "http"
+        self.endpoint = f"{scheme}://{shown}:{bound}{API_PATH}"
         return self.endpoint
 
     def stop(self) -> None:
@@ -653,9 +666,11 @@ class Simulator:
         self._server = self._thread = None
 
     @contextmanager
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> Iterator[str]:
         """``with sim.serve() as endpoint:`` — a background server on a free loopback port."""
-        endpoint = self.start(host, port)
+        endpoint = self.start(host, port, tls=tls)
         try:
             yield endpoint
         finally:

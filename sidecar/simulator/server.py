@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
 import struct
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
 from sidecar.constants import (
@@ -162,6 +164,11 @@ class Stats:
         with self._lock:
             self.deleted.add(uuid)
 
+    def archived_by_clients(self) -> set[str]:
+        """Alerts an API ``archiveAlerts`` hit (not those archived out of band)."""
+        with self._lock:
+            return {u for u in self.archive_count if u not in self.archived_out_of_band}
+
     def archived_more_than_once(self) -> list[str]:
         """Alerts an archive UPDATE hit twice or more (a client or race bug)."""
         with self._lock:
@@ -196,6 +203,49 @@ class Stats:
             }
 
 
+#: Non-API paths for benchmarks driving a simulator in another process (loopback only, never
+#: under ``/client/api``, never counted in :class:`Stats`): ``GET /_sim/stats[?ids=1]``,
+#: ``POST /_sim/stats/reset``, ``POST /_sim/scenario?name=host-crash[&host=H][&advance=S]``,
+#: ``POST /_sim/advance?seconds=S``.
+CONTROL_PREFIX = "/_sim/"
+
+
+def export_stats(sim: Simulator, *, ids: bool = False) -> dict[str, Any]:
+    """Stats plus a score against the ground truth, JSON-ready (for ``--stats-file``).
+
+    ``wrong_archives`` are alerts archived through the API that the truth does not call
+    duplicates (canonicals, separate incidents, unknown formats); ``ids`` adds the id lists.
+    """
+    out = sim.stats.snapshot()
+    with sim.lock:
+        table = sim.state.alerts
+        live_by_name = {name: len(keys) for name, keys in sorted(table.live_by_name.items())}
+        truth_duplicates = sim.truth.duplicate_ids
+        canonicals = sim.truth.canonical_ids
+        summary = sim.truth.summary()
+        now = sim.clock.time()
+    archived = sim.stats.archived_by_clients()
+    wrong = archived - truth_duplicates
+    out.update(
+        live=sum(live_by_name.values()),
+        live_by_name=live_by_name,
+        clock=now,
+        truth=summary,
+        score={
+            "archived": len(archived),
+            "truth_duplicates": len(truth_duplicates),
+            "archived_duplicates": len(archived & truth_duplicates),
+            "missed_duplicates": len(truth_duplicates - archived),
+            "wrong_archives": len(wrong),
+            "wrong_canonicals": len(wrong & canonicals),
+        },
+    )
+    if ids:
+        out["archived_ids"] = sorted(archived)
+        out["truth_duplicate_ids"] = sorted(truth_duplicates)
+    return out
+
+
 class _Abort(Exception):
     """Close the connection without an answer."""
 
@@ -212,6 +262,12 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, ApiHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about clients that abort the TLS handshake (an untrusted certificate)."""
+        if isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Unblock every connection thread (idle keep-alives, hung answers)."""
@@ -273,6 +329,9 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         sim = self.server.sim
+        if self.path.startswith(CONTROL_PREFIX):
+            self._control(sim, method)
+            return
         self._started = sim.stats.begin()
         self._method = method
         self._command = "-"
@@ -297,6 +356,40 @@ class ApiHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             self._record(0, 0)
+
+    def _control(self, sim: Simulator, method: str) -> None:
+        """Answer a ``/_sim/`` control request (see :data:`CONTROL_PREFIX`); not counted."""
+        url = urlsplit(self.path)
+        if method == "POST":
+            self._read_body()
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        route = (method, url.path.rstrip("/"))
+        status, payload = 200, {}
+        try:
+            if route == ("GET", "/_sim/stats"):
+                payload = export_stats(sim, ids=query.get("ids") in ("1", "true"))
+            elif route == ("POST", "/_sim/stats/reset"):
+                sim.stats.reset()
+                payload = {"reset": True}
+            elif route == ("POST", "/_sim/scenario"):
+                options = {"host": query["host"]} if query.get("host") else {}
+                run = sim.start_scenario(query.get("name", ""), **options)
+                sim.clock.advance(float(query.get("advance", 0)))
+                payload = {"scenario": run.name, "hosts": run.hosts, "pending": run.pending}
+            elif route == ("POST", "/_sim/advance"):
+                ran = sim.clock.advance(float(query.get("seconds", 0)))
+                payload = {"steps": ran, "clock": sim.clock.time()}
+            else:
+                status, payload = 404, {"error": f"no control route {method} {url.path}"}
+        except (KeyError, ValueError) as exc:
+            status, payload = 400, {"error": str(exc)}
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        log.info("%s %s %s (control)", method, url.path, status)
 
     def _record(self, status: int, nbytes: int) -> None:
         """Count the request once, before its answer leaves (so a client that got the answer

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import configparser
+import json
 import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import typer
 from simkit import RawClient
 from typer.testing import CliRunner
 
 from sidecar.errors import UserError
+from sidecar.simulator import Simulator
 from sidecar.simulator.cli import register, write_ini
 
 APP = """
@@ -128,3 +131,124 @@ def test_the_simulator_command_serves_logs_and_stops_on_sigterm(tmp_path: Path) 
     assert "GET listCapabilities 200" in output
     assert "simulator stopped" in output
     assert section["key"] not in output and section["secret"] not in output
+
+
+def _control(endpoint: str, method: str, path: str) -> httpx.Response:
+    """A request to a ``/_sim/`` control route of the simulator serving ``endpoint``."""
+    base = endpoint.removesuffix("/client/api")
+    return httpx.request(method, f"{base}{path}", timeout=10.0)
+
+
+def test_the_stats_route_scores_archives_against_the_truth_and_is_not_counted(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    sim, client = served
+    sim.seed_history(alerts=400, duplicate_ratio=0.3)
+    duplicate = sorted(sim.truth.duplicate_ids)[0]
+    canonical = sorted(sim.truth.canonical_ids)[0]
+    assert client.get("listCapabilities").status_code == 200
+    assert client.post("archiveAlerts", ids=f"{duplicate},{canonical}").status_code == 200
+
+    stats = _control(client.endpoint, "GET", "/_sim/stats?ids=1").json()
+
+    assert stats["calls"] == {"listCapabilities": 1, "archiveAlerts": 1}
+    assert stats["score"]["archived"] == 2
+    assert stats["score"]["archived_duplicates"] == 1
+    assert stats["score"]["wrong_archives"] == 1
+    assert stats["score"]["wrong_canonicals"] == 1
+    assert stats["score"]["missed_duplicates"] == len(sim.truth.duplicate_ids) - 1
+    assert stats["archived_ids"] == sorted([duplicate, canonical])
+    assert duplicate in stats["truth_duplicate_ids"]
+    assert stats["live"] == len(sim.state.alerts.live)
+    assert sum(stats["live_by_name"].values()) == stats["live"]
+    assert sim.stats.calls.total() == 2  # the control request itself was not counted
+
+
+def test_the_stats_reset_route_forgets_what_was_measured(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    sim, client = served
+    assert client.get("listCapabilities").status_code == 200
+
+    assert _control(client.endpoint, "POST", "/_sim/stats/reset").status_code == 200
+
+    assert _control(client.endpoint, "GET", "/_sim/stats").json()["calls"] == {}
+    assert not sim.stats.calls
+
+
+def test_the_scenario_route_crashes_a_host_and_advances_the_virtual_clock(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    sim, client = served
+    before = sim.clock.time()
+
+    answer = _control(client.endpoint, "POST", "/_sim/scenario?name=host-crash&advance=400")
+
+    assert answer.status_code == 200
+    host = answer.json()["hosts"][0]
+    assert sim.host(host).status != "Up"
+    assert sim.clock.time() == before + 400
+    assert len(sim.truth.failures) == 1
+    advanced = _control(client.endpoint, "POST", "/_sim/advance?seconds=5000").json()
+    assert advanced["steps"] > 0
+    assert sim.host(host).status == "Up"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/_sim/scenario?name=meteor", 400),
+        ("POST", "/_sim/advance?seconds=-1", 400),
+        ("POST", "/_sim/advance?seconds=soon", 400),
+        ("GET", "/_sim/scenario", 404),
+        ("GET", "/_sim/nothing", 404),
+    ],
+)
+def test_bad_control_requests_get_a_json_error(
+    served: tuple[Simulator, RawClient], method: str, path: str, status: int
+) -> None:
+    sim, client = served
+
+    answer = _control(client.endpoint, method, path)
+
+    assert answer.status_code == status
+    assert "error" in answer.json()
+    assert not sim.truth.failures
+
+
+def test_the_simulator_command_writes_its_stats_file_on_sigterm(tmp_path: Path) -> None:
+    ini, stats_file = tmp_path / "sim.ini", tmp_path / "stats.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", APP, "simulator", "--port", "0", "--write-ini", str(ini),
+         "--alerts", "200", "--seed", "3", "--stats-file", str(stats_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if line.startswith("credentials:"):
+                break
+        section = configparser.ConfigParser()
+        section.read(ini)
+        client = RawClient(
+            section["cloudstack"]["endpoint"],
+            section["cloudstack"]["key"],
+            section["cloudstack"]["secret"],
+        )
+        try:
+            assert client.get("listCapabilities").status_code == 200
+        finally:
+            client.close()
+        assert not stats_file.exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert f"stats written to {stats_file}" in output
+    stats = json.loads(stats_file.read_text())
+    assert stats["calls"] == {"listCapabilities": 1}
+    assert stats["score"]["archived"] == 0
+    assert stats["score"]["truth_duplicates"] == len(stats["truth_duplicate_ids"]) > 0
