@@ -129,3 +129,17 @@ def test_server_now_is_our_clock_corrected_by_the_server_date_header() -> None:
     assert abs((server_now(client) - (now - timedelta(hours=1))).total_seconds()) < 5
     client.clock_skew = None
     assert abs((server_now(client) - now).total_seconds()) < 5
+
+
+def test_a_tie_window_covers_the_whole_tied_group_in_one_aligned_page():
+    from sidecar.snapshot import tie_window
+
+    def rows(sents: list[str]) -> list[dict[str, str]]:
+        return [{"id": f"{s}-{i}", "sent": s} for i, s in enumerate(sents)]
+
+    # Page 1 ends with 3 rows sent at T, page 2 starts with 2 more: positions 7..11 (size 10).
+    pages = {1: rows(["A"] * 7 + ["T"] * 3), 2: rows(["T"] * 2 + ["B"] * 8)}
+    number, width = tie_window(pages, 1, 10)  # type: ignore[misc]
+    first = (number - 1) * width
+    assert first <= 7 and first + width >= 12  # holds positions 7..11
+    assert width < 10
