@@ -8,6 +8,8 @@ lock upgrade. PostgreSQL uses psycopg 3, MariaDB/MySQL PyMySQL (READ COMMITTED).
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +107,22 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout: float) -> None:
         # BEGIN IMMEDIATE and commits implicitly before DDL).
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        # Switching a brand-new file to WAL while another process writes it returns "database
+        # is locked" at once: SQLite skips the busy handler there (deadlock avoidance). Retry
+        # until the busy timeout, as any other lock wait would.
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
         for pragma in (
-            "journal_mode=WAL",
             # FULL: a commit survives power loss; the write-ahead intents depend on it.
             "synchronous=FULL",
-            f"busy_timeout={int(busy_timeout * 1000)}",
             "foreign_keys=ON",
         ):
             cursor.execute(f"PRAGMA {pragma}")

@@ -140,8 +140,6 @@ def test_two_cleanups_at_once_on_one_ledger_never_repeat_an_action(ledger_url: s
     assert len(read_ledger(ledger_url).having("done")) == len(sim.truth.duplicate_ids)
 
 
-@pytest.mark.xfail(strict=True, reason="bugs.md: two sidecars opening a new SQLite ledger at the "
-                   "same moment: one fails 'database is locked'")
 def test_a_sidecar_opening_a_new_sqlite_ledger_waits_for_another_one_writing_it(
     fast_dir: Path,
 ) -> None:
