@@ -5,39 +5,21 @@ database, dropped afterwards)."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from dbkit import SERVERS, server_database
 from ledgerkit import FakeClock
-from sqlalchemy import create_engine, make_url
 
 from sidecar.ledger import Ledger
-
-SERVERS = {
-    "postgres": "SIDECAR_TEST_POSTGRES_URL",
-    "mysql": "SIDECAR_TEST_MYSQL_URL",
-}
 
 
 def _server_database(backend: str) -> Iterator[str]:
     env = SERVERS[backend]
-    server = os.environ.get(env)
-    if not server:
+    if not os.environ.get(env):
         pytest.skip(f"{env} not set")
-    name = f"sidecar_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            if backend == "postgres":
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            else:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        admin.dispose()
+    with server_database(backend) as url:
+        yield url
 
 
 @pytest.fixture(

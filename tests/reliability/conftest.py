@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dbkit import SERVERS
 from reliakit import (
-    SERVERS,
     TlsFiles,
     Zygote,
     fast_directory,

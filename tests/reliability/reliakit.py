@@ -20,15 +20,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, make_url
+from dbkit import server_database as _server_database
 from sqlalchemy import select as sql_select
 
 from sidecar.cloudstack.config import CloudStackConfig
@@ -43,7 +42,6 @@ from sidecar.simulator.api import ApiError, Call
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Environment variables naming the test database servers (CI sets them).
-SERVERS = {"postgres": "SIDECAR_TEST_POSTGRES_URL", "mysql": "SIDECAR_TEST_MYSQL_URL"}
 
 
 # -- settings and contexts ----------------------------------------------------------------------
@@ -551,21 +549,7 @@ class TlsFiles:
 # -- database servers ----------------------------------------------------------------------------
 
 
-@contextmanager
-def server_database(backend: str) -> Iterator[str]:
+def server_database(backend: str) -> AbstractContextManager[str]:
     """A fresh, uniquely named database on the server named by SIDECAR_TEST_*_URL (dropped
     afterwards); the caller skips when the variable is unset."""
-    server = os.environ[SERVERS[backend]]
-    name = f"sidecar_rel_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            if backend == "postgres":
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            else:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        admin.dispose()
+    return _server_database(backend, prefix="sidecar_rel")
