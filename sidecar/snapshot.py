@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +36,7 @@ FILL_ROUNDS = 12
 NEW_ALERTS_PAGE_SIZE = 100
 
 
-@dataclass
+@dataclass(repr=False)
 class AlertListing:
     """Alerts listed per name, and whether the listing can be trusted as complete."""
 
@@ -49,6 +49,25 @@ class AlertListing:
     def ids(self) -> set[str]:
         """Ids of every listed alert."""
         return {a.id for a in self.alerts}
+
+    def __repr__(self) -> str:
+        return (f"AlertListing(alerts={len(self.alerts)}, consistent={self.consistent}, "
+                f"pages={self.pages})")
+
+    def lazy_ids(self) -> Container[str]:
+        """``ids`` built on the first ``in`` only (a million ids are ~60 MB; often unneeded)."""
+        return _LazyIds(self)
+
+
+class _LazyIds(Container[str]):
+    def __init__(self, listing: AlertListing) -> None:
+        self._listing = listing
+        self._ids: set[str] | None = None
+
+    def __contains__(self, item: object) -> bool:
+        if self._ids is None:
+            self._ids = self._listing.ids
+        return item in self._ids
 
 
 def now_utc() -> datetime:
@@ -81,7 +100,36 @@ def _count(inner: dict[str, Any]) -> int | None:
         return None
 
 
-def tied_edges(pages: dict[int, list[dict[str, Any]]]) -> list[int]:
+@dataclass(frozen=True, slots=True)
+class PageEdges:
+    """All that tie handling needs of one page: its length and the ``sent`` runs at its ends.
+
+    A listing keeps this instead of the page's rows: a million raw rows would cost GBs.
+    """
+
+    rows: int
+    first: str = ""
+    head: int = 0
+    """Rows at the start of the page sent in the same second as the first."""
+    last: str = ""
+    tail: int = 0
+    """Rows at the end of the page sent in the same second as the last."""
+
+    @classmethod
+    def of(cls, rows: Sequence[dict[str, Any]]) -> PageEdges:
+        if not rows:
+            return cls(0)
+        keys = [_sent_key(r) for r in rows]
+        head = 1
+        while head < len(keys) and keys[head] == keys[0]:
+            head += 1
+        tail = 1
+        while tail < len(keys) and keys[-1 - tail] == keys[-1]:
+            tail += 1
+        return cls(len(rows), keys[0], head, keys[-1], tail)
+
+
+def tied_edges(pages: Mapping[int, PageEdges]) -> list[int]:
     """Edges ``e`` (between pages e and e+1) that cut a group of rows with one ``sent``.
 
     The last slot of page e and the first of page e+1 always hold members of a group that
@@ -92,14 +140,12 @@ def tied_edges(pages: dict[int, list[dict[str, Any]]]) -> list[int]:
     for number in sorted(pages):
         nxt = pages.get(number + 1)
         here = pages[number]
-        if here and nxt and _sent_key(here[-1]) == _sent_key(nxt[0]):
+        if here.rows and nxt and nxt.rows and here.last == nxt.first:
             edges.append(number)
     return edges
 
 
-def tie_window(
-    pages: dict[int, list[dict[str, Any]]], edge: int, size: int
-) -> tuple[int, int] | None:
+def tie_window(pages: Mapping[int, PageEdges], edge: int, size: int) -> tuple[int, int] | None:
     """(page, pagesize) of the smallest aligned window holding the group tied at ``edge``.
 
     Rows with one ``sent`` occupy a fixed, contiguous range of positions in the
@@ -107,103 +153,84 @@ def tie_window(
     the group's first row on page ``edge`` to its last row on page ``edge + 1``.
     """
     here, nxt = pages[edge], pages[edge + 1]
-    key = _sent_key(here[-1])
-    k = len(here) - 1
-    while k > 0 and _sent_key(here[k - 1]) == key:
-        k -= 1
-    j = 0
-    while j + 1 < len(nxt) and _sent_key(nxt[j + 1]) == key:
-        j += 1
-    start = (edge - 1) * size + k
-    stop = edge * size + j + 1
+    start = (edge - 1) * size + here.rows - here.tail
+    stop = edge * size + nxt.head
     for width in range(stop - start, MAX_PAGE_SIZE + 1):
         if start // width == (stop - 1) // width:
             return start // width + 1, width
     return None
 
 
-async def list_alert_rows(
+async def list_alerts_of_name(
     client: CloudStackClient,
     name: str,
     *,
     on_page: Callable[[int], None] | None = None,
-) -> tuple[list[dict[str, Any]], bool, int, int]:
-    """Every live alert row of ``name``: (rows, complete, count, pages fetched).
+) -> tuple[list[Alert], bool, int, int]:
+    """Every live alert of ``name``: (alerts, complete, count, pages fetched).
 
     Pages 2..N are fetched concurrently; pages next to tied edges are fetched again until we
-    hold ``count`` distinct rows (at most FILL_ROUNDS rounds).
+    hold ``count`` distinct alerts (at most FILL_ROUNDS rounds). Rows become ``Alert`` objects
+    as their page arrives; of the pages only their edges are kept.
     """
     size = MAX_PAGE_SIZE
     fetched = 0
+    pages: dict[int, PageEdges] = {}
+    held: dict[str, Alert] = {}
+    counts: set[int] = set()
+    count = 0
 
-    async def page(number: int) -> dict[str, Any]:
-        nonlocal fetched
-        inner = await client.request("listAlerts", {"name": name, "page": number, "pagesize": size})
-        fetched += 1
-        if on_page is not None:
-            on_page(len(_rows(inner)))
-        return inner
-
-    async def window(number: int, width: int) -> dict[str, Any]:
-        nonlocal fetched
-        inner = await client.request(
-            "listAlerts", {"name": name, "page": number, "pagesize": width}
-        )
-        fetched += 1
-        return inner
-
-    try:
-        first = await page(1)
-    except ParameterError:
-        # The server's default.page.size is below ours: the client adopts it (no tie filling).
-        rows, info = await client.list_all_with_info(
-            "listAlerts", "alert", {"name": name}, on_page=on_page
-        )
-        return rows, info.consistent, info.count or len(rows), info.pages
-    pages: dict[int, list[dict[str, Any]]] = {1: _rows(first)}
-    counts = {c for c in [_count(first)] if c is not None}
-    count = _count(first) or 0
-    last = max(1, math.ceil(count / size))
-    answers = await asyncio.gather(*(page(n) for n in range(2, last + 1)))
-    held: dict[Any, dict[str, Any]] = {}
-
-    def take(number: int, inner: dict[str, Any]) -> None:
+    def take(number: int | None, inner: dict[str, Any]) -> None:
         nonlocal count
         rows = _rows(inner)
-        pages[number] = rows
+        if number is not None:
+            pages[number] = PageEdges.of(rows)
         for row in rows:
-            held.setdefault(row.get("id"), row)
+            key = str(row.get("id") or "")
+            if key not in held:
+                held[key] = Alert.from_api(row)
         c = _count(inner)
         if c is not None:
             counts.add(c)
             count = c
 
-    take(1, first)
-    for number, inner in zip(range(2, last + 1), answers, strict=True):
-        take(number, inner)
+    async def page(number: int, width: int = size, *, edge_of: bool = True) -> None:
+        nonlocal fetched
+        inner = await client.request(
+            "listAlerts", {"name": name, "page": number, "pagesize": width}
+        )
+        fetched += 1
+        if edge_of and on_page is not None:
+            on_page(len(_rows(inner)))
+        take(number if edge_of else None, inner)
+
+    try:
+        await page(1)
+    except ParameterError:
+        # The server's default.page.size is below ours: the client adopts it (no tie filling).
+        rows, info = await client.list_all_with_info(
+            "listAlerts", "alert", {"name": name}, on_page=on_page
+        )
+        alerts = list({a.id: a for a in map(Alert.from_api, rows)}.values())
+        return alerts, info.consistent, info.count or len(alerts), info.pages
+    last = max(1, math.ceil(count / size))
+    await asyncio.gather(*(page(n) for n in range(2, last + 1)))
     # Alerts may have arrived while we paged: go on until a short page.
     number = max(pages)
-    while len(pages[number]) == size:
+    while pages[number].rows == size:
         number += 1
-        take(number, await page(number))
+        await page(number)
     if len(held) < count:
         # One small request per tied edge first: a window that covers the whole tied group
         # returns every member at once, in one consistent order.
         windows = [w for w in (tie_window(pages, e, size) for e in tied_edges(pages)) if w]
-        answers = await asyncio.gather(*(
-            window(number, width) for number, width in windows
-        ))
-        for inner in answers:
-            for row in _rows(inner):
-                held.setdefault(row.get("id"), row)
+        await asyncio.gather(*(page(n, width, edge_of=False) for n, width in windows))
     for _ in range(FILL_ROUNDS):
         if len(held) >= count:
             break
         edges = tied_edges(pages)
         wanted = sorted({n for e in edges for n in (e, e + 1)}) or sorted(pages)
-        for number, inner in zip(wanted, await asyncio.gather(*(page(n) for n in wanted)),
-                                 strict=True):
-            take(number, inner)
+        await asyncio.gather(*(page(n) for n in wanted))
     complete = len(counts) <= 1 and len(held) == count
     if not complete:
         log.info(
@@ -220,20 +247,18 @@ async def list_alerts_by_name(
     on_page: Callable[[int], None] | None = None,
 ) -> AlertListing:
     """List every live alert of ``names`` (one listing per name, pages concurrently)."""
+    names = list(names)
     results = await asyncio.gather(
-        *(list_alert_rows(client, n, on_page=on_page) for n in names)
+        *(list_alerts_of_name(client, n, on_page=on_page) for n in names)
     )
     listing = AlertListing()
-    seen: set[str] = set()
-    for name, (rows, complete, count, pages) in zip(names, results, strict=True):
+    for name, (alerts, complete, count, pages) in zip(names, results, strict=True):
         listing.counts[name] = count
         listing.pages += pages
         listing.consistent = listing.consistent and complete
-        for row in rows:
-            alert = Alert.from_api(row)
-            if alert.id not in seen:
-                seen.add(alert.id)
-                listing.alerts.append(alert)
+        # An alert has one name for life: the per-name listings never share an id.
+        listing.alerts.extend(alerts)
+        alerts.clear()
     return listing
 
 

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sidecar.cloudstack.models import (
     Alert,
@@ -141,3 +143,27 @@ def test_every_constructed_fixture_says_where_it_comes_from():
         assert data.get("_constructed"), path.name
         outer = [k for k in data if k != "_constructed"]
         assert len(outer) == 1 and outer[0].endswith("response"), path.name
+
+
+@given(
+    when=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    offset=st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+    sign=st.sampled_from(["", "-"]),
+)
+def test_an_alert_gives_back_its_sent_text_exactly_whatever_the_zone(
+    when: datetime, offset: int, sign: str
+) -> None:
+    hours, minutes = divmod(abs(offset), 60)
+    zone = ("-" if offset < 0 or (sign and offset == 0) else "+") + f"{hours:02d}{minutes:02d}"
+    text = f"{when:%Y}".zfill(4) + when.strftime("-%m-%dT%H:%M:%S") + zone
+    item = {"id": "a1", "type": 8, "name": "ALERT.USERVM", "description": "d", "sent": text}
+    alert = Alert.from_api(item)
+    assert alert.sent is not None
+    assert alert.api_item() == item
+
+
+def test_an_alert_keeps_the_text_of_a_sent_time_it_could_not_render_back() -> None:
+    for text in ("2026-03-01T12:00:00Z", "2026-03-01T12:00:00.5+0000", "2026-03-01T12:00:00-0000",
+                 "2026-03-01T12:00:00+05:30", "yesterday"):
+        item = {"id": "a1", "type": 8, "name": "ALERT.USERVM", "description": "d", "sent": text}
+        assert Alert.from_api(item).api_item() == item

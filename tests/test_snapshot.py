@@ -14,8 +14,9 @@ from sidecar.cloudstack.client import CloudStackClient
 from sidecar.simulator import Simulator
 from sidecar.snapshot import (
     ELIGIBLE_NAMES,
-    list_alert_rows,
+    PageEdges,
     list_alerts_by_name,
+    list_alerts_of_name,
     list_new_alerts,
     server_now,
     tied_edges,
@@ -47,12 +48,12 @@ def test_a_listing_holds_every_row_although_tied_rows_swap_across_page_edges(
 ) -> None:
     sim = Simulator(hosts=2, vms_per_host=1, tie_order="shuffle")
     ids = burst(sim, 1203, per_second=3)  # page edges 500 and 1000 cut groups of 3
-    rows, complete, count, pages = with_client(
-        sim, tmp_path, lambda cs: list_alert_rows(cs, "ALERT.USERVM")
+    alerts, complete, count, pages = with_client(
+        sim, tmp_path, lambda cs: list_alerts_of_name(cs, "ALERT.USERVM")
     )
     assert complete and count == 1203
-    assert {r["id"] for r in rows} == set(ids)
-    assert len(rows) == len(ids)
+    assert {a.id for a in alerts} == set(ids)
+    assert len(alerts) == len(ids)
     assert pages >= 3
 
 
@@ -69,8 +70,8 @@ def test_a_listing_whose_rows_change_while_paging_is_not_called_complete(
 
 
 def test_tied_edges_are_where_a_page_ends_and_the_next_begins_in_the_same_second() -> None:
-    def rows(*sents: str) -> list[dict[str, Any]]:
-        return [{"id": f"{s}-{i}", "sent": s} for i, s in enumerate(sents)]
+    def rows(*sents: str) -> PageEdges:
+        return PageEdges.of([{"id": f"{s}-{i}", "sent": s} for i, s in enumerate(sents)])
 
     pages = {1: rows("10", "09", "08"), 2: rows("08", "07", "06"), 3: rows("05", "04")}
     assert tied_edges(pages) == [1]
@@ -134,8 +135,8 @@ def test_server_now_is_our_clock_corrected_by_the_server_date_header() -> None:
 def test_a_tie_window_covers_the_whole_tied_group_in_one_aligned_page():
     from sidecar.snapshot import tie_window
 
-    def rows(sents: list[str]) -> list[dict[str, str]]:
-        return [{"id": f"{s}-{i}", "sent": s} for i, s in enumerate(sents)]
+    def rows(sents: list[str]) -> PageEdges:
+        return PageEdges.of([{"id": f"{s}-{i}", "sent": s} for i, s in enumerate(sents)])
 
     # Page 1 ends with 3 rows sent at T, page 2 starts with 2 more: positions 7..11 (size 10).
     pages = {1: rows(["A"] * 7 + ["T"] * 3), 2: rows(["T"] * 2 + ["B"] * 8)}
@@ -143,3 +144,11 @@ def test_a_tie_window_covers_the_whole_tied_group_in_one_aligned_page():
     first = (number - 1) * width
     assert first <= 7 and first + width >= 12  # holds positions 7..11
     assert width < 10
+
+
+def test_page_edges_keep_the_runs_of_one_second_at_both_ends_of_a_page() -> None:
+    rows = [{"id": str(i), "sent": s} for i, s in enumerate(["9", "9", "8", "7", "7", "7"])]
+    assert PageEdges.of(rows) == PageEdges(rows=6, first="9", head=2, last="7", tail=3)
+    same = [{"id": str(i), "sent": "5"} for i in range(4)]
+    assert PageEdges.of(same) == PageEdges(rows=4, first="5", head=4, last="5", tail=4)
+    assert PageEdges.of([]) == PageEdges(rows=0)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from sidecar.constants import CS_DATE_FORMAT
 
 _STANDARD_ALERT_KEYS = frozenset({"id", "type", "name", "description", "sent"})
+
+#: One shared empty mapping for every alert without extra keys (a dict each costs 64 bytes).
+_NO_RAW: Mapping[str, Any] = MappingProxyType({})
 
 
 def parse_cs_date(value: str | None) -> datetime | None:
@@ -148,6 +153,32 @@ class VirtualMachine:
         )
 
 
+def _render_cs_date(value: datetime, offset_minutes: int) -> str:
+    """``format_cs_date`` without strftime (fast, and zero-padded for any year)."""
+    local = value + timedelta(minutes=offset_minutes)
+    sign = "-" if offset_minutes < 0 else "+"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    return (f"{local.year:04d}-{local.month:02d}-{local.day:02d}T{local.hour:02d}:"
+            f"{local.minute:02d}:{local.second:02d}{sign}{hours:02d}{minutes:02d}")
+
+
+@lru_cache(maxsize=65536)
+def _cached_date(value: str) -> tuple[datetime | None, int | None]:
+    parsed = parse_cs_date(value)
+    # CloudStack's own shape (``yyyy-MM-dd'T'HH:mm:ssZ``, e.g. 2021-10-03T10:59:51+0530), which
+    # parsed, renders back to the very same text: then only the offset needs keeping.
+    if (
+        parsed is None
+        or len(value) != 24
+        or value[19] not in "+-"
+        or value[4] != "-" or value[7] != "-" or value[10] != "T"
+        or value[13] != ":" or value[16] != ":"
+        or value[19:] == "-0000"
+    ):
+        return parsed, None
+    return parsed, (int(value[20:22]) * 60 + int(value[22:24])) * (-1 if value[19] == "-" else 1)
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """A ``listAlerts`` item; ``raw`` keeps the object exactly as CloudStack returned it."""
@@ -159,20 +190,27 @@ class Alert:
     sent: datetime | None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
     sent_text: str = field(default="", compare=False, hash=False, repr=False)
+    """``sent`` as CloudStack wrote it, when ``sent_offset`` cannot render it back exactly."""
+    sent_offset: int | None = field(default=None, compare=False, hash=False, repr=False)
+    """Minutes east of UTC that ``sent`` was written in (``api_item`` renders it back)."""
 
     @classmethod
     def from_api(cls, raw: Mapping[str, Any]) -> Alert:
+        value = raw.get("sent")
+        sent, offset = _cached_date(value) if isinstance(value, str) else (None, None)
         return cls(
             id=_str(raw, "id"),
             type=_int(raw, "type"),
             name=sys.intern(_str(raw, "name")),
             # Duplicates share their subject: one string object for all copies.
             description=sys.intern(_str(raw, "description")),
-            sent=parse_cs_date(raw.get("sent")),
+            sent=sent,
             # A listing holds up to millions of alerts: keep the raw item only when it has more
-            # than the five standard keys; otherwise ``api_item()`` rebuilds it exactly.
-            raw={} if _STANDARD_ALERT_KEYS.issuperset(raw) else dict(raw),
-            sent_text=sys.intern(str(raw.get("sent") or "")),
+            # than the five standard keys, and the text of ``sent`` only when it cannot be
+            # rendered back; otherwise ``api_item()`` rebuilds the item exactly.
+            raw=_NO_RAW if _STANDARD_ALERT_KEYS.issuperset(raw) else dict(raw),
+            sent_text="" if offset is not None else str(value or ""),
+            sent_offset=offset,
         )
 
     def api_item(self) -> dict[str, Any]:
@@ -183,6 +221,8 @@ class Alert:
                                 "description": self.description}
         if self.sent_text:
             item["sent"] = self.sent_text
+        elif self.sent is not None and self.sent_offset is not None:
+            item["sent"] = _render_cs_date(self.sent, self.sent_offset)
         return item
 
 
