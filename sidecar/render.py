@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sidecar.reconcile.model import HAIncident, MergeGroup, Plan, iso
+from sidecar.reconcile.model import PLAN_SCHEMA_VERSION, HAIncident, MergeGroup, Plan, iso
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -27,19 +28,55 @@ def recent_incidents(plan: Plan) -> list[HAIncident]:
 
 
 def plan_json(plan: Plan) -> str:
-    """The Plan's JSON contract, stable key order.
+    """The Plan's JSON contract, stable key order (see ``write_plan_json``)."""
+    out = io.StringIO()
+    write_plan_json(plan, out)
+    return out.getvalue()
+
+
+#: Items written per ``write`` call when streaming long lists.
+_CHUNK = 5000
+
+
+def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == _CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def write_plan_json(plan: Plan, out: IO[str]) -> None:
+    """Write the Plan's JSON contract (``Plan.to_json``) to ``out``, piece by piece.
 
     One line per group and incident: readable, and encoded by json's C encoder (``indent``
-    would switch to the pure-Python one, seconds for a 100k-alert plan).
+    would switch to the pure-Python one, seconds for a 100k-alert plan). Streamed, because a
+    million-alert plan is ~150 MB of JSON and several times that as Python objects.
     """
-    parts = []
-    for key, value in plan.to_json().items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            items = ",\n  ".join(json.dumps(item) for item in value)
-            parts.append(f"{json.dumps(key)}: [\n  {items}\n]")
-        else:
-            parts.append(f"{json.dumps(key)}: {json.dumps(value)}")
-    return "{" + ",\n".join(parts) + "}"
+    dumps = json.dumps
+
+    def objects(key: str, items: Iterable[dict[str, Any]]) -> None:
+        out.write(f",\n{dumps(key)}: ")
+        opened = False
+        for chunk in _chunks(dumps(i) for i in items):
+            out.write(("[\n  " if not opened else ",\n  ") + ",\n  ".join(chunk))
+            opened = True
+        out.write("\n]" if opened else "[]")
+
+    out.write("{" + f'{dumps("schema")}: {dumps(PLAN_SCHEMA_VERSION)}')
+    out.write(f',\n{dumps("generated_at")}: {dumps(iso(plan.generated_at))}')
+    objects("groups", (g.to_json() for g in plan.groups))
+    out.write(f',\n{dumps("archive")}: ')
+    opened = False
+    for chunk in _chunks(dumps(i) for i in plan.archive):
+        out.write(("[" if not opened else ", ") + ", ".join(chunk))
+        opened = True
+    out.write("]" if opened else "[]")
+    objects("ha_incidents", (i.to_json() for i in plan.ha_incidents))
+    out.write(f',\n{dumps("summary")}: {dumps(plan.summary.to_json())}' + "}")
 
 
 def plan_csv(plan: Plan) -> str:
@@ -153,7 +190,8 @@ def print_plan_tables(plan: Plan, console: Console, *, max_rows: int = 50) -> No
 def render_plan(plan: Plan, fmt: str, console: Console) -> None:
     """Write the plan in ``fmt`` to the console (plain text for machine formats)."""
     if fmt == "json":
-        console.file.write(plan_json(plan) + "\n")
+        write_plan_json(plan, console.file)
+        console.file.write("\n")
     elif fmt == "csv":
         console.file.write(plan_csv(plan))
     elif fmt == "markdown":

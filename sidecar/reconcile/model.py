@@ -19,7 +19,8 @@ def iso(value: datetime | None) -> str | None:
     """UTC ISO-8601 with ``Z``, whole seconds (CloudStack dates have no fractions)."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat is C and ~10x faster than strftime; a plan of a million alerts calls this a lot.
+    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def from_iso(value: str | None) -> datetime | None:
@@ -39,9 +40,14 @@ class HostStateChange:
     hastate: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Snapshot:
     """Everything the reconciler looks at; built by the poller or the cleanup lister."""
+
+    def __repr__(self) -> str:
+        # Short: asyncio and logging call repr, and a million alerts would print for seconds.
+        return (f"Snapshot(taken_at={self.taken_at.isoformat()}, alerts={len(self.alerts)}, "
+                f"hosts={len(self.hosts)}, vms={len(self.vms)})")
 
     taken_at: datetime
     alerts: Sequence[Alert]
@@ -219,9 +225,16 @@ class Summary:
         return cls(**known)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Plan:
     """What to do now, and why. ``archive`` is exactly the union of the groups' duplicates."""
+
+    def __repr__(self) -> str:
+        # Short: asyncio.run's SIGINT handler reprs the main task, result included; a
+        # 276,000-group plan took 5 s and 300 MB to print.
+        return (f"Plan(generated_at={self.generated_at.isoformat()}, "
+                f"groups={len(self.groups)}, archive={len(self.archive)}, "
+                f"ha_incidents={len(self.ha_incidents)})")
 
     generated_at: datetime
     groups: tuple[MergeGroup, ...]
