@@ -3,22 +3,33 @@
 Order per batch: intent rows (``intended``) -> ``sent`` -> archiveAlerts POST -> ``done`` /
 ``already-gone`` / ``failed``. A crash between any two steps leaves rows that
 ``Applier.resolve`` settles by asking CloudStack, so nothing is repeated or forgotten.
+
+Ledger writes run in a worker thread, and the intents of the next batch are written while
+the current batch's POST is in flight: the event loop never waits on the database, and the
+database never waits on the network. Each batch's own order above is unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.errors import CloudStackError, ParameterError, ServerError
 from sidecar.cloudstack.models import Alert
 from sidecar.constants import HTTP_INTERNAL_ERROR
 from sidecar.ledger import Ledger, StaleLeaseError
-from sidecar.reconcile.model import MergeGroup, Plan
+from sidecar.reconcile.model import Plan
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Intents written per ledger transaction (whole batches; one such chunk is written ahead).
+INTENTS_PER_TRANSACTION = 10_000
 
 
 @dataclass
@@ -92,6 +103,7 @@ class Applier:
         renew_lease: Callable[[], int | None] | None = None,
         on_progress: Callable[[int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        record_groups: bool = False,
     ) -> None:
         self.client = client
         self.ledger = ledger
@@ -101,8 +113,17 @@ class Applier:
         self.renew_lease = renew_lease
         self.on_progress = on_progress
         self.should_stop = should_stop
+        #: Record each batch's merge groups with its intents (the caller skipped them in
+        #: ``record_plan``): a cleanup's 100,000s of groups are then written batch by batch.
+        self.record_groups = record_groups
 
-    async def resolve(self, plan: Plan, live_ids: set[str] | None = None) -> ResolveOutcome:
+    async def _db(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a ledger call in a worker thread (it may take a while; the loop goes on)."""
+        return await asyncio.to_thread(work, *args, **kwargs)
+
+    async def resolve(
+        self, plan: Plan, live_ids: Container[str] | None = None
+    ) -> ResolveOutcome:
         """Settle intents of earlier runs: ask CloudStack whether each alert is still live.
 
         ``live_ids`` is a trustworthy full listing (no drift while paging); without it each
@@ -110,8 +131,13 @@ class Applier:
         """
         outcome = ResolveOutcome()
         planned = set(plan.archive)
-        for record in self.ledger.unresolved_actions():
+        for record in await self._db(self.ledger.unresolved_actions):
             alert_id = record.alert_id
+            if record.state == "intended" and alert_id in planned:
+                # Never sent, and still a duplicate of a listed (so lately live) alert: the
+                # apply pass below sends it; a 431/530 there tells if it went meanwhile.
+                outcome.still_pending.append(alert_id)
+                continue
             if live_ids is not None and alert_id in live_ids:
                 live = True
             else:
@@ -119,17 +145,23 @@ class Applier:
             if not live:
                 # ``sent`` means our POST may have landed: it did, since the alert is gone.
                 # ``intended`` means we never sent it: someone else archived or deleted it.
-                state = "done" if record.state == "sent" else "already-gone"
-                self.ledger.mark(self.token, [alert_id], state)
-                (outcome.done if state == "done" else outcome.already_gone).append(alert_id)
+                if record.state == "sent":
+                    outcome.done.append(alert_id)
+                else:
+                    outcome.already_gone.append(alert_id)
             elif alert_id in planned:
                 outcome.still_pending.append(alert_id)  # the apply pass below sends it
             else:
                 # Live but no longer a proven duplicate (its group changed): never act on it.
-                self.ledger.mark(
-                    self.token, [alert_id], "failed", error="superseded: not in the current plan"
-                )
                 outcome.superseded.append(alert_id)
+        # One write per outcome: a run stopped early may have left many intents.
+        for ids, state, error in (
+            (outcome.done, "done", ""),
+            (outcome.already_gone, "already-gone", ""),
+            (outcome.superseded, "failed", "superseded: not in the current plan"),
+        ):
+            if ids:
+                await self._db(self.ledger.mark, self.token, ids, state, error=error)
         return outcome
 
     async def apply(
@@ -138,45 +170,77 @@ class Applier:
         """Archive ``plan.archive`` (at most ``max_actions``), batch by batch, write-ahead."""
         outcome = ApplyOutcome()
         groups = plan.group_of()
-        ids = [i for i in plan.archive if i in alerts]
+        # Group by group (each group's duplicates in one or two batches, so its decision is
+        # written once or twice), in plan order.
+        ids = [d for g in plan.groups for d in g.duplicates if d in alerts]
         if max_actions is not None and len(ids) > max_actions:
             outcome.capped = len(ids) - max_actions
             ids = ids[:max_actions]
-        for start in range(0, len(ids), self.batch_size):
-            batch = ids[start : start + self.batch_size]
-            if self.should_stop is not None and self.should_stop():
-                outcome.stopped = True  # asked to stop (SIGTERM): the rest waits for next time
-                break
-            if self.renew_lease is not None:
-                token = self.renew_lease()
-                if token is None or token != self.token:
-                    log.warning("lease lost; stopping before the next archive batch")
+        batches = [ids[start : start + self.batch_size]
+                   for start in range(0, len(ids), self.batch_size)]
+        # Intents are written a few batches per transaction: a million-alert cleanup spends
+        # most of its ledger time committing (SQLite's WAL checkpoints), per transaction.
+        per_chunk = max(1, INTENTS_PER_TRANSACTION // max(1, self.batch_size))
+
+        def prepare(first: int) -> set[str]:
+            chunk = [i for batch in batches[first : first + per_chunk] for i in batch]
+            items = [(groups[i], alerts[i]) for i in chunk]
+            records = self.ledger.intend_archive(
+                self.run_id, self.token, items, record_groups=self.record_groups
+            )
+            return {r.alert_id for r in records}
+
+        ahead: asyncio.Task[set[str]] | None = None
+        ready: set[str] = set()
+        try:
+            for index, batch in enumerate(batches):
+                if self.should_stop is not None and self.should_stop():
+                    outcome.stopped = True  # asked to stop (SIGTERM): the rest waits
+                    break
+                if self.renew_lease is not None:
+                    token = await self._db(self.renew_lease)
+                    if token is None or token != self.token:
+                        log.warning("lease lost; stopping before the next archive batch")
+                        outcome.lost_lease = True
+                        break
+                todo: list[str] = []
+                try:
+                    if index % per_chunk == 0:
+                        task = ahead or asyncio.create_task(self._db(prepare, index))
+                        ahead = None
+                        ready = await task
+                        if index + per_chunk < len(batches):
+                            # The next intents go on record while these batches are sent.
+                            ahead = asyncio.create_task(self._db(prepare, index + per_chunk))
+                    todo = [i for i in batch if i in ready]
+                    if todo:
+                        await self._db(self.ledger.mark, self.token, todo, "sent")
+                        await self._archive(todo, outcome)
+                except StaleLeaseError:
+                    log.warning("lease fencing token is stale; another sidecar leads now")
                     outcome.lost_lease = True
                     break
-            items: list[tuple[MergeGroup, Alert]] = [(groups[i], alerts[i]) for i in batch]
-            todo: list[str] = []
-            try:
-                records = self.ledger.intend_archive(self.run_id, self.token, items)
-                todo = [r.alert_id for r in records]
-                if todo:
-                    self.ledger.mark(self.token, todo, "sent")
-                    await self._archive(todo, outcome)
-            except StaleLeaseError:
-                log.warning("lease fencing token is stale; another sidecar leads now")
-                outcome.lost_lease = True
-                break
-            except CloudStackError as exc:
-                # No answer we can interpret (reset, timeout, 503, ...): the POST may or may not
-                # have landed. The rows stay ``sent``; the next listing settles them. Further
-                # batches would most likely fail the same way: stop this pass.
-                settled = {*outcome.archived, *outcome.already_gone, *outcome.failed}
-                outcome.unsettled.extend(i for i in todo if i not in settled)
-                log.warning("archiveAlerts failed, %d alerts left to settle: %s",
-                            len(outcome.unsettled), exc)
-                outcome.error = str(exc)
-                break
-            if self.on_progress is not None:
-                self.on_progress(len(batch))
+                except CloudStackError as exc:
+                    # No answer we can interpret (reset, timeout, 503, ...): the POST may or
+                    # may not have landed. The rows stay ``sent``; the next listing settles
+                    # them. Further batches would most likely fail the same way: stop.
+                    settled = {*outcome.archived, *outcome.already_gone, *outcome.failed}
+                    outcome.unsettled.extend(i for i in todo if i not in settled)
+                    log.warning("archiveAlerts failed, %d alerts left to settle: %s",
+                                len(outcome.unsettled), exc)
+                    outcome.error = str(exc)
+                    break
+                if self.on_progress is not None:
+                    self.on_progress(len(batch))
+        finally:
+            if ahead is not None:
+                # Intents written ahead for batches we will not send stay ``intended``: the
+                # next run sends them if they are still duplicates. Wait for the write, so
+                # that nothing runs after we return.
+                try:
+                    await ahead
+                except Exception as exc:  # already stopping for another reason: say, go on
+                    log.warning("writing the next batch's intents failed: %s", exc)
         return outcome
 
     async def _archive(self, ids: list[str], outcome: ApplyOutcome) -> None:
@@ -189,10 +253,10 @@ class Applier:
             named = ids_named_in(exc.errortext, ids)
             if not named:
                 error = f"{exc.errorcode}: {exc.errortext}"
-                self.ledger.mark(self.token, ids, "failed", error=error)
+                await self._db(self.ledger.mark, self.token, ids, "failed", error=error)
                 outcome.failed.extend(ids)
                 return
-            self.ledger.mark(self.token, named, "already-gone")
+            await self._db(self.ledger.mark, self.token, named, "already-gone")
             outcome.already_gone.extend(named)
             rest = [i for i in ids if i not in set(named)]
             if rest:
@@ -205,17 +269,17 @@ class Applier:
             # archived. Bisect to find it instead of listing every id.
             if len(ids) == 1:
                 if await alert_is_live(self.client, ids[0]):
-                    self.ledger.mark(
-                        self.token, ids, "failed", error=f"530: {exc.errortext}"
+                    await self._db(
+                        self.ledger.mark, self.token, ids, "failed", error=f"530: {exc.errortext}"
                     )
                     outcome.failed.extend(ids)
                 else:
-                    self.ledger.mark(self.token, ids, "already-gone")
+                    await self._db(self.ledger.mark, self.token, ids, "already-gone")
                     outcome.already_gone.extend(ids)
                 return
             middle = len(ids) // 2
             await self._archive(ids[:middle], outcome)
             await self._archive(ids[middle:], outcome)
             return
-        self.ledger.mark(self.token, ids, "done")
+        await self._db(self.ledger.mark, self.token, ids, "done")
         outcome.archived.extend(ids)

@@ -29,7 +29,7 @@ from sidecar.ledger import Ledger
 from sidecar.progress import Reporter
 from sidecar.reconcile import FAMILIES, Policy, build_plan
 from sidecar.reconcile.model import Plan, Snapshot
-from sidecar.render import FORMATS, plan_json, render_plan
+from sidecar.render import FORMATS, render_plan, write_plan_json
 from sidecar.runtime import Context, claim_lease, load_context, require_supported
 from sidecar.settings import Settings
 from sidecar.snapshot import (
@@ -237,8 +237,12 @@ async def _passes(
         with reporter.step("planning", total=1) as step:
             snapshot = Snapshot(taken_at=server_now(cs), alerts=listing.alerts, hosts=hosts,
                                 vms=vms, host_history=ledger.host_history())
-            sent = {a.id: a.sent for a in listing.alerts}
-            plan = restrict(build_plan(snapshot, policy), since=since, until=until, sent=sent)
+            plan = build_plan(snapshot, policy)
+            if since is not None or until is not None:
+                sent = {a.id: a.sent for a in listing.alerts}
+                plan = restrict(plan, since=since, until=until, sent=sent)
+                del sent
+            del snapshot
             step.advance(1)
         if first is None:
             first = plan
@@ -248,10 +252,10 @@ async def _passes(
         applier = Applier(
             cs, ledger, run_id=run_id, token=token, batch_size=settings.archive_batch_size,
             renew_lease=lambda: ledger.acquire_lease(settings.lease_ttl),
-            should_stop=should_stop,
+            should_stop=should_stop, record_groups=True,
         )
         # Intents of an interrupted run first: a complete listing says which alerts are gone.
-        resolved = await applier.resolve(plan, listing.ids if listing.consistent else None)
+        resolved = await applier.resolve(plan, listing.lazy_ids() if listing.consistent else None)
         totals["resolved"] += len(resolved.done) + len(resolved.already_gone)
         totals["superseded"] += len(resolved.superseded)
         if not plan.archive:
@@ -260,8 +264,14 @@ async def _passes(
         if remaining is not None and remaining <= 0:
             totals["capped"] = len(plan.archive)
             break
-        ledger.record_plan(run_id, plan)
-        alerts = {a.id: a for a in listing.alerts}
+        # Merge groups go on record with their intents, batch by batch (record_groups).
+        ledger.record_plan(run_id, plan, groups=False)
+        wanted = set(plan.archive)
+        alerts = {a.id: a for a in listing.alerts if a.id in wanted}
+        del wanted
+        # Only the duplicates are needed from here on: free the rest of the listing (most of
+        # a million alerts) before the ledger work needs memory. Counts per name stay.
+        listing.alerts = []
         cap = len(plan.archive) if remaining is None else min(remaining, len(plan.archive))
         with reporter.step("archiving duplicates", total=cap) as step:
             applier.on_progress = step.advance
@@ -286,11 +296,10 @@ async def _passes(
         # Converged when the listing was complete, every planned alert was settled and each
         # live count dropped by exactly that: a fresh listing would plan nothing (archiving
         # duplicates never creates new ones). Otherwise pages shifted under us: list again.
-        gone = set(done.archived) | set(done.already_gone)
         by_name: dict[str, int] = {}
-        for a in listing.alerts:
-            if a.id in gone:
-                by_name[a.name] = by_name.get(a.name, 0) + 1
+        for alert_id in (*done.archived, *done.already_gone):
+            name = alerts[alert_id].name
+            by_name[name] = by_name.get(name, 0) + 1
         live = await live_counts(cs, ELIGIBLE_NAMES)
         expected = {n: listing.counts.get(n, 0) - by_name.get(n, 0) for n in ELIGIBLE_NAMES}
         if listing.consistent and live == expected and not done.failed:
@@ -375,8 +384,10 @@ def cleanup_command(
         out.print(summary_table(result, apply))
     elif fmt == "json" and apply:
         # {"plan": <the Plan contract>, "totals": ..., "complete": ..., "problem": ...}
+        out.file.write('{"plan": ')
+        write_plan_json(result.plan, out.file)
         out.file.write(
-            f'{{"plan": {plan_json(result.plan)},\n"totals": {json.dumps(result.totals)},\n'
+            f',\n"totals": {json.dumps(result.totals)},\n'
             f'"complete": {json.dumps(result.complete)},\n'
             f'"problem": {json.dumps(result.problem)}}}\n'
         )

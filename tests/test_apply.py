@@ -135,20 +135,28 @@ def test_intents_left_by_a_dead_run_are_settled_by_asking_cloudstack(
     async def work(cs: Any, ledger: Ledger, applier: Applier, plan: Plan,
                    alerts: dict[str, Alert]) -> Any:
         groups = plan.group_of()
-        a, b, c = plan.archive[:3]
+        a, b, c, d = plan.archive[:4]
         ledger.intend_archive(applier.run_id, applier.token,
-                              [(groups[i], alerts[i]) for i in (a, b, c)])
+                              [(groups[i], alerts[i]) for i in (a, b, c, d)])
+        ledger.mark(applier.token, [d], "sent")
         sim.archive_out_of_band([a])  # another admin archived a meanwhile
-        # b is still live and still a duplicate; c is live but no longer planned.
-        smaller = Plan(plan.generated_at, plan.groups, tuple(x for x in plan.archive if x != c),
-                       plan.ha_incidents, plan.summary)
-        return (a, b, c), await applier.resolve(smaller)
+        sim.archive_out_of_band([d])  # our POST of d landed before the run died
+        # A fresh plan lists neither a nor d; b is still a duplicate; c is live but no
+        # longer planned.
+        fresh = Plan(plan.generated_at, plan.groups,
+                     tuple(x for x in plan.archive if x not in (a, c, d)),
+                     plan.ha_incidents, plan.summary)
+        sim.stats.reset()
+        return (a, b, c, d), await applier.resolve(fresh)
 
-    (a, b, c), resolved = with_applier(sim, url, work)
+    (a, b, c, d), resolved = with_applier(sim, url, work)
     assert resolved.already_gone == [a]
+    assert resolved.done == [d]
     assert resolved.still_pending == [b]
     assert resolved.superseded == [c]
-    assert states(url) == {a: "already-gone", b: "intended", c: "failed"}
+    assert states(url) == {a: "already-gone", b: "intended", c: "failed", d: "done"}
+    # b was never sent and is planned again: the apply pass sends it without asking first.
+    assert sim.stats.calls["listAlerts"] == 3
 
 
 def test_the_applier_stops_between_batches_when_asked_or_when_the_lease_is_lost(

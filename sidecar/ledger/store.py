@@ -90,6 +90,8 @@ T = TypeVar("T")
 
 #: Largest ``IN (…)`` list per statement (SQLite's variable limit, MySQL's packet, plan caches).
 CHUNK = 500
+#: Decisions per transaction in ``record_plan`` (a cleanup plan may hold 100,000s of groups).
+_DECISIONS_PER_TRANSACTION = 5000
 
 #: Where the Alembic migrations live (inside the installed package).
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -157,7 +159,7 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 def _alert_copy(alert: Alert) -> dict[str, Any]:
     """The alert as CloudStack returned it (rebuilt from the fields if the raw copy is missing)."""
-    if alert.raw or alert.sent_text:
+    if alert.raw or alert.sent_text or alert.sent_offset is not None:
         return alert.api_item()
     return {
         "id": alert.id,
@@ -714,69 +716,29 @@ class Ledger:
 
     # -- decisions ------------------------------------------------------------------------
 
-    def record_plan(self, run_id: int, plan: Plan) -> None:
-        """Upsert the plan's merge groups and HA incidents, keeping members of earlier runs."""
-        now = self.clock()
+    def record_plan(self, run_id: int, plan: Plan, *, groups: bool = True) -> None:
+        """Upsert the plan's merge groups and HA incidents, keeping members of earlier runs.
+
+        ``groups=False`` records only the HA incidents: a cleanup records each merge group
+        with the intents of its duplicates instead (``intend_archive(record_groups=True)``),
+        in batches, rather than a million groups in one transaction up front.
+        """
         wanted: dict[tuple[str, str], MergeGroup | HAIncident] = {}
-        for group in plan.groups:
-            wanted[(MERGE, group.group_id)] = group
+        if groups:
+            for group in plan.groups:
+                wanted[(MERGE, group.group_id)] = group
         for incident in plan.ha_incidents:
             wanted[(HA, incident.incident_id)] = incident
         if not wanted:
             return
+        items = list(wanted.items())
+        for start in range(0, len(items), _DECISIONS_PER_TRANSACTION):
+            chunk = dict(items[start : start + _DECISIONS_PER_TRANSACTION])
 
-        def work(conn: Connection) -> None:
-            existing: dict[tuple[str, str], RowMapping] = {}
-            for kind in (MERGE, HA):
-                ids = [i for k, i in wanted if k == kind]
-                for chunk in _chunks(ids):
-                    stmt = (
-                        select(DECISIONS)
-                        .where(DECISIONS.c.kind == kind, DECISIONS.c.decision_id.in_(chunk))
-                        .with_for_update()  # members are merged: no lost update between runs
-                    )
-                    for row in conn.execute(stmt).mappings():
-                        existing[(kind, row["decision_id"])] = row
-            inserts: list[dict[str, Any]] = []
-            updates: list[dict[str, Any]] = []
-            for (kind, decision_id), item in wanted.items():
-                old = existing.get((kind, decision_id))
-                if isinstance(item, MergeGroup):
-                    columns = _merge_group_row(item, old)
-                else:
-                    columns = _merge_incident_row(item, old)
-                if old is None:
-                    inserts.append(
-                        {
-                            "kind": kind,
-                            "decision_id": decision_id,
-                            "first_run_id": run_id,
-                            "run_id": run_id,
-                            "created_at": now,
-                            "updated_at": now,
-                            **columns,
-                        }
-                    )
-                else:
-                    updates.append(
-                        {"b_id": old["id"], "b_run_id": run_id, "b_updated_at": now}
-                        | {f"b_{k}": v for k, v in columns.items()}
-                    )
-            if inserts:
-                _executemany(conn, insert(DECISIONS), inserts)
-            if updates:
-                upsert = (
-                    update(DECISIONS)
-                    .where(DECISIONS.c.id == bindparam("b_id"))
-                    .values(
-                        run_id=bindparam("b_run_id"),
-                        updated_at=bindparam("b_updated_at"),
-                        **{k: bindparam(f"b_{k}") for k in columns},
-                    )
-                )
-                conn.execute(upsert, updates)
+            def work(conn: Connection, chunk: Mapping[Any, Any] = chunk) -> None:
+                _record_decisions(conn, run_id, chunk, self.clock())
 
-        self._write(work, retry_conflicts=True)
+            self._write(work, retry_conflicts=True)
 
     def decisions(
         self,
@@ -840,13 +802,20 @@ class Ledger:
     # -- actions --------------------------------------------------------------------------
 
     def intend_archive(
-        self, run_id: int, token: int, items: Sequence[tuple[MergeGroup, Alert]]
+        self,
+        run_id: int,
+        token: int,
+        items: Sequence[tuple[MergeGroup, Alert]],
+        *,
+        record_groups: bool = False,
     ) -> list[ActionRecord]:
         """Write intents for alerts without an action; return every one still needing work.
 
         New alerts get an ``intended`` row; ``failed`` ones are reset to ``intended`` (a retry)
         with the current group; ``intended``/``sent`` ones are returned as they are (refreshed
         group and token); ``done``/``already-gone`` ones are skipped. Fenced by ``token``.
+        ``record_groups`` also upserts the items' merge groups (as ``record_plan`` does) in
+        the same transaction: the decision is on record with the first intent it causes.
         """
         wanted: dict[str, tuple[MergeGroup, Alert]] = {}
         for group, alert in items:
@@ -860,6 +829,9 @@ class Ledger:
 
         def work(conn: Connection) -> list[ActionRecord]:
             now = self.clock()
+            if record_groups:
+                groups = {(MERGE, g.group_id): g for g, _ in wanted.values()}
+                _record_decisions(conn, run_id, groups, now)
             states = _action_states(conn, list(wanted))
             # Full rows (with the alert copy) only for the few that are retried or resumed.
             existing = _actions_by_alert(
@@ -966,6 +938,29 @@ class Ledger:
         ids = _unique(alert_ids)
         if not ids:
             return
+        sources = [old for old, targets in TRANSITIONS.items() if state in targets]
+
+        def fast(conn: Connection) -> None:
+            # The usual case in one UPDATE per chunk: every action may make this move. The
+            # row count proves it; otherwise roll back and take the checking path below.
+            values = _mark_values(state, token, self.clock(), error)
+            moved = 0
+            for chunk in _chunks([action_key(i) for i in ids]):
+                result = conn.execute(
+                    update(ACTIONS)
+                    .where(ACTIONS.c.key.in_(_IDS), ACTIONS.c.state.in_(sources))
+                    .values(**values),
+                    {"ids": list(chunk)},
+                )
+                moved += result.rowcount
+            if moved != len(ids):
+                raise _NotEveryActionMoved
+
+        try:
+            self._write(fast, token=token)
+            return
+        except _NotEveryActionMoved:
+            pass
 
         def work(conn: Connection) -> None:
             now = self.clock()
@@ -986,14 +981,7 @@ class Ledger:
                         f"action for alert {alert_id} cannot go from {old!r} to {state!r}"
                     )
                 todo.append(alert_id)
-            values: dict[str, Any] = {
-                "state": state,
-                "token": token,
-                "updated_at": now,
-                "error": error[:_MAX_ERROR],
-            }
-            if state == SENT:
-                values["attempts"] = ACTIONS.c.attempts + 1
+            values = _mark_values(state, token, now, error)
             for chunk in _chunks([action_key(i) for i in todo]):
                 conn.execute(
                     update(ACTIONS).where(ACTIONS.c.key.in_(_IDS)).values(**values),
@@ -1059,6 +1047,81 @@ class Ledger:
             }
 
         return self._read(work)
+
+
+class _NotEveryActionMoved(Exception):
+    """Internal: the fast ``mark`` path matched fewer rows than asked (rolls it back)."""
+
+
+def _mark_values(state: str, token: int, now: datetime, error: str) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "state": state,
+        "token": token,
+        "updated_at": now,
+        "error": error[:_MAX_ERROR],
+    }
+    if state == SENT:
+        values["attempts"] = ACTIONS.c.attempts + 1
+    return values
+
+
+def _record_decisions(
+    conn: Connection,
+    run_id: int,
+    wanted: Mapping[tuple[str, str], MergeGroup | HAIncident],
+    now: datetime,
+) -> None:
+    """Upsert decisions (merge groups, HA incidents), merging members with earlier runs'."""
+    existing: dict[tuple[str, str], RowMapping] = {}
+    for kind in (MERGE, HA):
+        ids = [i for k, i in wanted if k == kind]
+        for chunk in _chunks(ids):
+            stmt = (
+                select(DECISIONS)
+                .where(DECISIONS.c.kind == kind, DECISIONS.c.decision_id.in_(chunk))
+                .with_for_update()  # members are merged: no lost update between runs
+            )
+            for row in conn.execute(stmt).mappings():
+                existing[(kind, row["decision_id"])] = row
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    columns: dict[str, Any] = {}
+    for (kind, decision_id), item in wanted.items():
+        old = existing.get((kind, decision_id))
+        if isinstance(item, MergeGroup):
+            columns = _merge_group_row(item, old)
+        else:
+            columns = _merge_incident_row(item, old)
+        if old is None:
+            inserts.append(
+                {
+                    "kind": kind,
+                    "decision_id": decision_id,
+                    "first_run_id": run_id,
+                    "run_id": run_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    **columns,
+                }
+            )
+        else:
+            updates.append(
+                {"b_id": old["id"], "b_run_id": run_id, "b_updated_at": now}
+                | {f"b_{k}": v for k, v in columns.items()}
+            )
+    if inserts:
+        _executemany(conn, insert(DECISIONS), inserts)
+    if updates:
+        upsert = (
+            update(DECISIONS)
+            .where(DECISIONS.c.id == bindparam("b_id"))
+            .values(
+                run_id=bindparam("b_run_id"),
+                updated_at=bindparam("b_updated_at"),
+                **{k: bindparam(f"b_{k}") for k in columns},
+            )
+        )
+        conn.execute(upsert, updates)
 
 
 def _newest(conn: Connection, stmt: Any, key: Any, limit: int | None) -> list[RowMapping]:
