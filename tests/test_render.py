@@ -7,6 +7,7 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from rich.console import Console
 
 from sidecar.reconcile.model import HAIncident, MergeGroup, Plan, Summary, VmRestarts
@@ -105,3 +106,16 @@ def test_render_plan_writes_machine_formats_without_console_markup() -> None:
     render_plan(plan(), "json", console)
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert json.loads(text)["archive"] == list(plan().archive)
+
+
+def test_streamed_json_is_the_same_text_whatever_the_chunk_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sidecar.render as render
+
+    whole = plan_json(plan())
+    for size in (1, 2, 3):
+        monkeypatch.setattr(render, "_CHUNK", size)
+        assert plan_json(plan()) == whole
+    empty = Plan(T0, (), (), (), Summary())
+    assert json.loads(plan_json(empty)) == empty.to_json()
