@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -116,10 +117,20 @@ class Applier:
         #: Record each batch's merge groups with its intents (the caller skipped them in
         #: ``record_plan``): a cleanup's 100,000s of groups are then written batch by batch.
         self.record_groups = record_groups
+        #: Seconds spent in ledger calls (in the worker thread, overlapping the network).
+        self.ledger_seconds = 0.0
 
     async def _db(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a ledger call in a worker thread (it may take a while; the loop goes on)."""
-        return await asyncio.to_thread(work, *args, **kwargs)
+
+        def timed() -> T:
+            start = time.perf_counter()
+            try:
+                return work(*args, **kwargs)
+            finally:
+                self.ledger_seconds += time.perf_counter() - start
+
+        return await asyncio.to_thread(timed)
 
     async def resolve(
         self, plan: Plan, live_ids: Container[str] | None = None

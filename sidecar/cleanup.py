@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -142,11 +143,20 @@ class CleanupResult:
     totals: dict[str, int] = field(default_factory=dict)
     problem: str = ""
     """Why the run is incomplete, for the one-line message (empty when complete)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase over every pass (listing, planning, archiving, ledger)."""
 
     @property
     def complete(self) -> bool:
         """Nothing left that a rerun would do (a --max-actions cap is not a problem)."""
         return not self.problem
+
+
+def _lap(timings: dict[str, float], phase: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``phase``; return now."""
+    now = time.perf_counter()
+    timings[phase] = round(timings.get(phase, 0.0) + now - since, 3)
+    return now
 
 
 def _new_totals() -> dict[str, int]:
@@ -227,13 +237,16 @@ async def _passes(
     vms = await list_all_vms(cs)
     first: Plan | None = None
     problem = ""
+    timings: dict[str, float] = {}
     for _ in range(MAX_PASSES):
         totals["passes"] += 1
+        clock = time.perf_counter()
         with reporter.step("listing alert pages") as step:
             listing: AlertListing = await list_alerts_by_name(
                 cs, ELIGIBLE_NAMES, on_page=lambda _n: step.advance(1)
             )
         totals["pages"] += listing.pages
+        clock = _lap(timings, "listing", clock)
         with reporter.step("planning", total=1) as step:
             snapshot = Snapshot(taken_at=server_now(cs), alerts=listing.alerts, hosts=hosts,
                                 vms=vms, host_history=ledger.host_history())
@@ -244,6 +257,7 @@ async def _passes(
                 del sent
             del snapshot
             step.advance(1)
+        clock = _lap(timings, "planning", clock)
         if first is None:
             first = plan
             totals["found"] = len(plan.archive)
@@ -276,6 +290,9 @@ async def _passes(
         with reporter.step("archiving duplicates", total=cap) as step:
             applier.on_progress = step.advance
             done = await applier.apply(plan, alerts, max_actions=remaining)
+        clock = _lap(timings, "archiving", clock)
+        timings["ledger_during_archiving"] = round(
+            timings.get("ledger_during_archiving", 0.0) + applier.ledger_seconds, 3)
         for key in ("archived", "already_gone", "failed", "unsettled"):
             totals[key] += len(getattr(done, key))
         totals["capped"] = done.capped
@@ -310,7 +327,7 @@ async def _passes(
     if totals["failed"] and not problem:
         problem = (f"{totals['failed']} archive actions failed (see `cloudstack-sidecar ledger "
                    "show --kind archive`); run the cleanup again to retry them")
-    return CleanupResult(plan=first, totals=totals, problem=problem)
+    return CleanupResult(plan=first, totals=totals, problem=problem, timings=timings)
 
 
 def summary_table(result: CleanupResult, applied: bool) -> Table:
@@ -388,6 +405,7 @@ def cleanup_command(
         write_plan_json(result.plan, out.file)
         out.file.write(
             f',\n"totals": {json.dumps(result.totals)},\n'
+            f'"timings": {json.dumps(result.timings)},\n'
             f'"complete": {json.dumps(result.complete)},\n'
             f'"problem": {json.dumps(result.problem)}}}\n'
         )
