@@ -78,6 +78,7 @@ def sidecar_run(alerts: int, workdir: Path, *, rps: float | None, timeout: float
         out = json.loads(child.stdout)
         result["totals"] = out["totals"]
         result["plan_summary"] = out["plan"]["summary"]
+        result["timings"] = out.get("timings", {})
     except (ValueError, KeyError):
         result["stdout_tail"] = child.stdout[-2000:]
     result["stderr_tail"] = child.stderr[-1500:]

@@ -434,11 +434,17 @@ def _cleanup_section(results: dict[str, Any]) -> list[str]:
         ]
         for run, rps in ((big, DEFAULT_RPS), (fast, FAST_RPS)):
             if run.get("calls_total") and run.get("wall_s"):
+                t = run.get("timings") or {}
+                phases = (
+                    f": listing {t.get('listing', 0):.0f} s, planning {t.get('planning', 0):.0f}"
+                    f" s, archiving {t.get('archiving', 0):.0f} s (the ledger busy "
+                    f"{t.get('ledger_during_archiving', 0):.0f} s of it, in its own thread), "
+                    "the rest start-up and writing the plan"
+                ) if t else ""
                 lines.append(
                     f"- At {rps:g} requests/s: its {run['calls_total']:,} calls need at least "
                     f"{run['calls_total'] / rps:.0f} s; it took {run['wall_s']:.0f} s wall and "
-                    f"{run['cpu_s']:.0f} s CPU: the rest is the client's own work (one event "
-                    "loop: while it computes, no call is sent).")
+                    f"{run['cpu_s']:.0f} s CPU{phases}.")
     for key in ("sidecar_100k", "sidecar_1m", "sidecar_1m_fast"):
         run = runs.get(key, {})
         if run.get("totals"):
