@@ -8,9 +8,11 @@ of those, so planning again after applying a plan finds nothing more to archive 
 from __future__ import annotations
 
 import bisect
+import gc
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from sidecar.cloudstack.models import Host, VirtualMachine
 from sidecar.reconcile.families.policy import (
@@ -261,41 +263,54 @@ def default_reason(rule: str, gap_seconds: float) -> str:
 
 
 class VmIndex:
-    """Snapshot VMs by instance name, name and host (unique matches only for lookups)."""
+    """Snapshot VMs by instance name, name and host (unique matches only for lookups).
+
+    Building one over a large inventory is the costliest part of a quiet service cycle, so a
+    caller whose VM list did not change may hand the same index to ``build_plan`` again: it
+    is used only for the very sequence it was built from (``source``), which must then not
+    change (pass a tuple). A kept index costs the cyclic GC little: one container per host,
+    not one per VM (names map to their only VM, or to None when several share them).
+    """
 
     def __init__(self, vms: Sequence[VirtualMachine]) -> None:
+        self.source = vms
         self.empty = not vms
-        by_inst: dict[str, list[VirtualMachine]] = defaultdict(list)
-        by_name: dict[str, list[VirtualMachine]] = defaultdict(list)
+        by_inst: dict[str, VirtualMachine | None] = {}
+        by_name: dict[str, VirtualMachine | None] = {}
         by_host: dict[str, list[VirtualMachine]] = defaultdict(list)
         by_host_name: dict[str, list[VirtualMachine]] = defaultdict(list)
-        for vm in sorted(vms, key=lambda v: v.id):
-            if vm.instancename:
-                by_inst[vm.instancename].append(vm)
-            by_name[vm.name].append(vm)
-            if vm.hostid:
-                by_host[vm.hostid].append(vm)
-            if vm.hostname:
-                by_host_name[vm.hostname].append(vm)
+        was_enabled = gc.isenabled()
+        gc.disable()  # only new containers, no cycles: nothing for the GC to find
+        try:
+            for vm in sorted(vms, key=_VM_ID):
+                if vm.instancename:
+                    by_inst[vm.instancename] = None if vm.instancename in by_inst else vm
+                by_name[vm.name] = None if vm.name in by_name else vm
+                if vm.hostid:
+                    by_host[vm.hostid].append(vm)
+                if vm.hostname:
+                    by_host_name[vm.hostname].append(vm)
+        finally:
+            if was_enabled:
+                gc.enable()
         self._by_inst = by_inst
         self._by_name = by_name
-        self._by_host = by_host
-        self._by_host_name = by_host_name
+        self._by_host = dict(by_host)
+        self._by_host_name = dict(by_host_name)
 
     def find(self, name: str, instance: str = "") -> VirtualMachine | None:
         """The VM with this instance name (or, without one, this name), if exactly one."""
         if self.empty:
             return None
         if instance:
-            found = self._by_inst.get(instance, ())
-            if len(found) == 1 and (not name or found[0].name == name):
-                return found[0]
+            found = self._by_inst.get(instance)
+            if found is not None and (not name or found.name == name):
+                return found
             return None
-        found = self._by_name.get(name, ())
-        return found[0] if len(found) == 1 else None
+        return self._by_name.get(name)
 
     def name_is_ambiguous(self, name: str) -> bool:
-        return len(self._by_name.get(name, ())) > 1
+        return name in self._by_name and self._by_name[name] is None
 
     def on_host(self, host_id: str) -> list[VirtualMachine]:
         """VMs the snapshot records on the host with this API id."""
@@ -304,6 +319,9 @@ class VmIndex:
     def on_host_named(self, name: str) -> list[VirtualMachine]:
         """VMs the snapshot records on a host of this name (when the host is unresolved)."""
         return self._by_host_name.get(name, []) if name else []
+
+
+_VM_ID = attrgetter("id")
 
 
 class FailureIndex:

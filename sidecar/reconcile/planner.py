@@ -170,21 +170,30 @@ class _Classifier:
             bucket.alerts = members
 
 
-def build_plan(snapshot: Snapshot, policy: Policy = _DEFAULT_POLICY) -> Plan:
-    """Plan the de-duplication of ``snapshot``'s alerts under ``policy`` (deterministic)."""
+def build_plan(
+    snapshot: Snapshot, policy: Policy = _DEFAULT_POLICY, *, vm_index: VmIndex | None = None
+) -> Plan:
+    """Plan the de-duplication of ``snapshot``'s alerts under ``policy`` (deterministic).
+
+    ``vm_index`` is an index built earlier over ``snapshot.vms`` (the same object): a caller
+    planning again and again over an unchanged VM inventory saves rebuilding it. An index
+    of another sequence is ignored.
+    """
     with _gc_paused():
-        return _build_plan(snapshot, policy)
+        if vm_index is None or vm_index.source is not snapshot.vms:
+            vm_index = VmIndex(snapshot.vms)
+        return _build_plan(snapshot, policy, vm_index)
 
 
-def _build_plan(snapshot: Snapshot, policy: Policy) -> Plan:
+def _build_plan(snapshot: Snapshot, policy: Policy, vm_index: VmIndex) -> Plan:
     alerts = snapshot.alerts
-    plan = _plan(alerts, snapshot, policy)
+    plan = _plan(alerts, snapshot, policy, vm_index)
     # An alert id listed twice (pages can repeat rows) must never be both kept and archived:
     # if any archived id occurs more than once, plan again on a de-duplicated list. Checking
     # only the archived ids keeps the common case cheap.
     archived = set(plan.archive)
     if sum(map(archived.__contains__, map(_ID, alerts))) != len(archived):
-        plan = _plan(_unique(alerts), snapshot, policy)
+        plan = _plan(_unique(alerts), snapshot, policy, vm_index)
         if len(set(plan.archive)) != len(plan.archive):  # impossible once ids are unique
             raise AssertionError("an alert id appears twice in the plan")
     return plan
@@ -196,9 +205,8 @@ _ORDER = attrgetter("sent", "id")
 _ALERTS = attrgetter("alerts")
 
 
-def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy) -> Plan:
+def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index: VmIndex) -> Plan:
     generated_at: datetime = policy.now or snapshot.taken_at
-    vm_index = VmIndex(snapshot.vms)
     classifier = _Classifier(vm_index)
 
     # Hot loop: one dict hit per alert (duplicates share their subject text).
