@@ -15,14 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.config import CloudStackConfig, load_cloudstack_config
 from sidecar.cloudstack.errors import (
     AuthenticationError,
@@ -34,9 +32,11 @@ from sidecar.cloudstack.errors import (
 )
 from sidecar.constants import AFFECTED_RELEASES, SIDECAR_APIS
 from sidecar.errors import UserError
-from sidecar.ledger import Ledger
 from sidecar.runtime import require_supported, setup_command_logging
 from sidecar.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import httpx
 
 #: Exit code when the check ran but found a problem (missing APIs, clock skew).
 EXIT_PROBLEMS = 1
@@ -110,6 +110,8 @@ async def run_check(
     wall_clock: Callable[[], float] | None = None,
 ) -> CheckResult:
     """Run every check against the endpoint; errors are recorded, not raised."""
+    from sidecar.cloudstack.client import CloudStackClient
+
     result = CheckResult(
         endpoint=config.endpoint,
         region=config.region,
@@ -230,6 +232,8 @@ def check_command(
         raise typer.Exit(exc.exit_code) from None
     result = asyncio.run(run_check(cs_config, settings, wall_clock=_wall_clock))
     if result.error is None:
+        from sidecar.ledger import Ledger  # SQLAlchemy and Alembic: only now
+
         try:
             # The sidecar cannot work without its ledger: open (and migrate) it as `run` does.
             Ledger(settings.resolved_ledger_url(), holder="check").close()

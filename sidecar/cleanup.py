@@ -17,16 +17,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from sidecar.apply import Applier
-from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.models import parse_cs_date
 from sidecar.errors import UserError
-from sidecar.ledger import Ledger
 from sidecar.progress import Reporter
 from sidecar.reconcile import FAMILIES, Policy, build_plan
 from sidecar.reconcile.model import Plan, Snapshot
@@ -41,6 +39,10 @@ from sidecar.snapshot import (
     list_hosts,
     server_now,
 )
+
+if TYPE_CHECKING:
+    from sidecar.cloudstack.client import CloudStackClient
+    from sidecar.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +265,8 @@ async def _passes(
             totals["found"] = len(plan.archive)
         if token is None:
             break  # dry run: the plan is the answer
+        from sidecar.apply import Applier  # imports SQLAlchemy: only when acting
+
         applier = Applier(
             cs, ledger, run_id=run_id, token=token, batch_size=settings.archive_batch_size,
             renew_lease=lambda: ledger.acquire_lease(settings.lease_ttl),

@@ -18,12 +18,10 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
-from sidecar.cleanup import run_cleanup
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.models import Alert
 from sidecar.progress import Reporter
 from sidecar.render import print_plan_tables
-from sidecar.report import gather_plan
 from sidecar.runtime import Context
 from sidecar.settings import Settings
 
@@ -45,7 +43,10 @@ def _alert_table(title: str, alerts: list[Alert], limit: int = 12) -> Table:
 
 def run_demo(console: Console, *, seed: int = 7, history: int = 3000, workdir: Path) -> int:
     """Run the demo; returns 0 when exactly the injected duplicates were archived."""
+    # Imported here: the ledger (and cleanup, which uses it) pull in SQLAlchemy and Alembic.
+    from sidecar.cleanup import run_cleanup
     from sidecar.ledger import Ledger
+    from sidecar.report import gather_plan
     from sidecar.simulator import Simulator
 
     started = time.monotonic()

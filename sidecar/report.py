@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from sidecar.errors import UserError
-from sidecar.reconcile import build_plan
-from sidecar.reconcile.model import Plan, Snapshot
 from sidecar.render import FORMATS, render_plan
 from sidecar.runtime import Context, load_context, require_supported
-from sidecar.snapshot import (
-    ELIGIBLE_NAMES,
-    list_alerts_by_name,
-    list_all_vms,
-    list_hosts,
-    server_now,
-)
+
+if TYPE_CHECKING:
+    from sidecar.reconcile.model import Plan
 
 #: Exit code when duplicates were found (for cron jobs and monitoring checks).
 EXIT_DUPLICATES = 3
@@ -33,6 +28,14 @@ EXIT_DUPLICATES = 3
 async def gather_plan(ctx: Context, *, families: frozenset[str] | None = None) -> tuple[Plan, str]:
     """List and plan, changing nothing in CloudStack; returns the plan and the version."""
     from sidecar.cleanup import policy_for
+    from sidecar.reconcile import Snapshot, build_plan
+    from sidecar.snapshot import (
+        ELIGIBLE_NAMES,
+        list_alerts_by_name,
+        list_all_vms,
+        list_hosts,
+        server_now,
+    )
 
     ledger = ctx.ledger()
     try:

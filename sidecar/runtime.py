@@ -7,13 +7,17 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.config import CloudStackConfig, load_cloudstack_config
 from sidecar.errors import UserError
-from sidecar.ledger import Ledger
 from sidecar.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    # Imported where used: the ledger pulls in SQLAlchemy and Alembic, the client httpx, and
+    # every command's module imports this one (``--help`` should not pay for them).
+    from sidecar.cloudstack.client import CloudStackClient
+    from sidecar.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +34,14 @@ class Context:
 
     def client(self, **kwargs: Any) -> CloudStackClient:
         """A new async client with the configured limits (use ``async with``)."""
+        from sidecar.cloudstack.client import CloudStackClient
+
         return CloudStackClient(self.cloudstack, settings=self.settings, **kwargs)
 
     def ledger(self, *, holder: str | None = None) -> Ledger:
         """Open (and migrate) the ledger named by the settings."""
+        from sidecar.ledger import Ledger
+
         return Ledger(self.settings.resolved_ledger_url(), holder=holder or default_holder())
 
 

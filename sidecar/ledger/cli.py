@@ -10,16 +10,19 @@ import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from sidecar.errors import UserError
-from sidecar.ledger.models import HA, MERGE, TABLES
-from sidecar.ledger.store import Ledger, default_holder, utcnow
 from sidecar.settings import load_settings
+
+if TYPE_CHECKING:
+    # The ledger's modules pull in SQLAlchemy and Alembic: each command imports them when it
+    # opens the ledger, so that registering these commands (and ``--help``) stays cheap.
+    from sidecar.ledger.store import Ledger
 
 ledger_app = typer.Typer(
     name="ledger",
@@ -74,6 +77,8 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
 
 def open_ledger(ledger_url: str | None, config: Path | None, *, create: bool = False) -> Ledger:
     """Open (and migrate) the ledger named by the flag, else by the settings."""
+    from sidecar.ledger.store import Ledger, default_holder
+
     url = ledger_url or load_settings(config).resolved_ledger_url()
     return Ledger(url, holder=f"cli:{default_holder()}", create=create)
 
@@ -103,6 +108,8 @@ def _short(text: str, width: int = 60) -> str:
 def _gather(
     ledger: Ledger, kinds: Iterable[str], since: datetime | None, limit: int
 ) -> dict[str, list[Any]]:
+    from sidecar.ledger.models import HA, MERGE
+
     data: dict[str, list[Any]] = {}
     for kind in kinds:
         if kind == "run":
@@ -224,7 +231,7 @@ def show_command(
     unknown = [k for k in kind if k not in KINDS]
     if unknown:
         raise UserError(f"unknown kind {unknown[0]!r}: choose from {', '.join(KINDS)}")
-    cutoff = parse_since(since, utcnow())
+    cutoff = parse_since(since, datetime.now(UTC))
     kinds = [k for k in KINDS if k in kind] if kind else list(KINDS)
     with open_ledger(ledger_url, config) as ledger:
         lease = ledger.lease()
@@ -235,7 +242,7 @@ def show_command(
         return
     console = Console(soft_wrap=False)
     if lease is not None:
-        status = "valid" if lease.valid_at(utcnow()) else "expired"
+        status = "valid" if lease.valid_at(datetime.now(UTC)) else "expired"
         console.print(
             f"Lease: {lease.holder} (token {lease.token}), {status}, "
             f"expires {_when(lease.expires_at)}"
@@ -270,6 +277,8 @@ def export_command(
     """
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    from sidecar.ledger.models import TABLES
+
     out = sys.stdout
     with open_ledger(ledger_url, config) as ledger:
         if fmt == "jsonl":
