@@ -294,9 +294,9 @@ async def list_new_alerts(
             times = [a.sent for a in alerts if a.sent is not None]
             oldest = min(times) if len(times) == len(alerts) and times else None
             if (
-                len(known(ids)) == len(ids)
-                or (mark is not None and oldest is not None and oldest < mark)
+                (mark is not None and oldest is not None and oldest < mark)
                 or (not_before is not None and oldest is not None and oldest < not_before)
+                or len(known(ids)) == len(ids)  # a ledger read: only when the times say go on
             ):
                 break
         return found
