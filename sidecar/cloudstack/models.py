@@ -188,7 +188,10 @@ class Alert:
     name: str
     description: str
     sent: datetime | None
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # The factory returns the one shared empty mapping (a dict each is 64 bytes an alert).
+    raw: Mapping[str, Any] = field(
+        default_factory=lambda: _NO_RAW, compare=False, hash=False, repr=False
+    )
     sent_text: str = field(default="", compare=False, hash=False, repr=False)
     """``sent`` as CloudStack wrote it, when ``sent_offset`` cannot render it back exactly."""
     sent_offset: int | None = field(default=None, compare=False, hash=False, repr=False)
