@@ -36,7 +36,7 @@ from sidecar.cloudstack.errors import (
     api_error,
 )
 from sidecar.cloudstack.models import Alert, AsyncJob, Event, Host, VirtualMachine
-from sidecar.cloudstack.ratelimit import RateLimiter
+from sidecar.cloudstack.ratelimit import RateLimiter, Start
 from sidecar.cloudstack.signing import (
     AUTH_PARAMS,
     FORM_CONTENT_TYPE,
@@ -62,6 +62,8 @@ JOB_POLL_INTERVAL = 2.0
 _JSON_TYPES = ("application/json", "text/javascript")
 #: 431 text when ``pagesize`` exceeds the server's ``default.page.size``.
 _MAX_PAGE_SIZE_TEXT = re.compile(r"max allowed page size value: (\d+)")
+#: Request extension that carries a call's :class:`_Attempt` to the request hook.
+_ATTEMPT = "sidecar.attempt"
 
 
 def is_read_command(command: str) -> bool:
@@ -135,6 +137,19 @@ class ListInfo:
 class _Page:
     rows: list[dict[str, Any]]
     count: int | None
+
+
+@dataclass
+class _Attempt:
+    """One HTTP send of ``_call_once``, filled in by the request hook when its slot is granted."""
+
+    starts: list[Start] = field(default_factory=list)
+    started: float | None = None
+    wall_started: float = 0.0
+
+    def settle(self) -> None:
+        for start in self.starts:
+            start.settle()
 
 
 def _count(inner: Mapping[str, Any]) -> int | None:
@@ -211,8 +226,31 @@ class CloudStackClient:
                 headers={"Accept": "application/json", **dict(self.config.headers)},
                 limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
                 follow_redirects=False,  # a redirect is a login page or a wrong URL: report it
+                # The rate limit is taken in a request hook: after signing, right before the
+                # transport (whichever one httpx picks, env proxies included) gets the request.
+                event_hooks={"request": [self._take_rate_slot]},
             )
         return self._http
+
+    async def _take_rate_slot(self, request: httpx.Request) -> None:
+        """Request hook: wait for a start slot as late as possible before the bytes leave.
+
+        The start stays pending until httpcore reports the answer's headers (``trace``) or the
+        send ends (``_Attempt.settle`` in ``_call_once``): the server has counted the request
+        by then, however late the loop sent it or the server counted it.
+        """
+        attempt = request.extensions.get(_ATTEMPT)
+        start = await self._limiter.acquire()
+        request.extensions["trace"] = start.tracer(request.extensions.get("trace"))
+        self.stats.rate_limited_seconds += start.waited
+        if not isinstance(attempt, _Attempt):
+            start.settle()
+            raise RuntimeError("CloudStackClient's HTTP client sends only through _call_once")
+        attempt.starts.append(start)
+        if attempt.started is None:
+            attempt.started, attempt.wall_started = self._clock(), self._wall_clock()
+            self.stats.in_flight += 1
+            self.stats.max_concurrent = max(self.stats.max_concurrent, self.stats.in_flight)
 
     # -- one call -------------------------------------------------------------------------
 
@@ -256,16 +294,13 @@ class CloudStackClient:
     async def _call_once(self, command: str, flat: Mapping[str, str]) -> dict[str, Any]:
         request = self._build_request(command, flat)
         http = self._ensure_http()
+        attempt = _Attempt()
+        request.extensions[_ATTEMPT] = attempt  # the signed copy shares it with the hook
         async with self._semaphore:
-            before = self._limiter.waited
-            await self._limiter.acquire()
-            self.stats.rate_limited_seconds += self._limiter.waited - before
-            self.stats.in_flight += 1
-            self.stats.max_concurrent = max(self.stats.max_concurrent, self.stats.in_flight)
-            started, wall_started = self._clock(), self._wall_clock()
             try:
-                response = await http.send(request)
+                response = await http.send(request)  # the hook takes the rate-limit slot
             except httpx.RequestError as exc:
+                started = self._clock() if attempt.started is None else attempt.started
                 self._record(command, 0, self._clock() - started)
                 raise TransportError(
                     f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
@@ -273,9 +308,12 @@ class CloudStackClient:
                     endpoint=self.endpoint,
                 ) from None  # the cause's text may hold the signed URL; ours is redacted
             finally:
-                self.stats.in_flight -= 1
+                attempt.settle()  # a start whose answer was not traced is dated now
+                if attempt.started is not None:
+                    self.stats.in_flight -= 1
+        started = self._clock() if attempt.started is None else attempt.started
         elapsed = self._clock() - started
-        self._note_date(response, (wall_started + self._wall_clock()) / 2)
+        self._note_date(response, (attempt.wall_started + self._wall_clock()) / 2)
         self._record(command, response.status_code, elapsed, len(response.content))
         log.debug(
             "%s %s -> %d in %.3f s (%d bytes)",
