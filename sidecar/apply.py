@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Intents written per ledger transaction (whole batches; one such chunk is written ahead).
-INTENTS_PER_TRANSACTION = 10_000
+INTENTS_PER_TRANSACTION = 5_000
 
 
 @dataclass

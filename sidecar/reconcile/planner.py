@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -371,15 +372,20 @@ def _merge_groups(buckets: Sequence[_Bucket], policy: Policy) -> tuple[MergeGrou
     groups: list[MergeGroup] = []
     append = groups.append
     sha1 = hashlib.sha1
+    # One string object per distinct reason: a million-alert plan holds 100,000s of groups,
+    # and a reason each would cost ~130 bytes a group.
+    gap_reasons: dict[str, str] = {}
     for b in buckets:
         if not b.multi or not policy.plans(b.family):
             continue
         family, name, obj = b.family, b.name, b.subject.object
         fingerprint = f"{name}|{family}|{obj}"
         salt = f"group|{fingerprint}|"
-        gap_reason = "same fingerprint, " + default_reason(
-            FAMILIES[family].split, policy.gap_for(family)
-        )
+        gap_reason = gap_reasons.get(family)
+        if gap_reason is None:
+            gap_reason = gap_reasons[family] = "same fingerprint, " + default_reason(
+                FAMILIES[family].split, policy.gap_for(family)
+            )
         members, reasons = b.alerts, b.reasons
         for start, stop in b.multi:
             canonical = members[start].id
@@ -395,7 +401,8 @@ def _merge_groups(buckets: Sequence[_Bucket], policy: Policy) -> tuple[MergeGrou
                     tuple(map(_ID, members[start + 1 : stop])),
                     b.at(start),
                     b.at(stop - 1),
-                    "same fingerprint, " + "; ".join(sorted(why)) if why else gap_reason,
+                    sys.intern("same fingerprint, " + "; ".join(sorted(why)))
+                    if why else gap_reason,
                 )
             )
     groups.sort(key=_GROUP_ORDER)
