@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from typing import Any
 
 from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.errors import ParameterError
-from sidecar.cloudstack.models import Alert, Host, VirtualMachine
+from sidecar.cloudstack.models import Alert, Host, VirtualMachine, parse_cs_date
 from sidecar.constants import DEDUP_ELIGIBLE_NAMES, MAX_PAGE_SIZE
 
 log = logging.getLogger(__name__)
@@ -145,19 +146,60 @@ def tied_edges(pages: Mapping[int, PageEdges]) -> list[int]:
     return edges
 
 
-def tie_window(pages: Mapping[int, PageEdges], edge: int, size: int) -> tuple[int, int] | None:
-    """(page, pagesize) of the smallest aligned window holding the group tied at ``edge``.
+@dataclass(frozen=True, slots=True)
+class TieGroup:
+    """Rows sharing one ``sent`` that page edges cut: positions ``start``..``stop - 1``."""
+
+    sent: str
+    start: int
+    stop: int
+    pages: tuple[int, ...]
+    """The pages holding its rows."""
+
+
+def tie_groups(pages: Mapping[int, PageEdges], size: int) -> list[TieGroup]:
+    """Each group of rows with one ``sent`` that one or more page edges cut.
 
     Rows with one ``sent`` occupy a fixed, contiguous range of positions in the
-    ``last_sent DESC`` order, whatever order the server picks inside it; the range runs from
-    the group's first row on page ``edge`` to its last row on page ``edge + 1``.
+    ``last_sent DESC`` order, whatever order the server picks inside it: from the group's
+    first row on the page before its first edge to its last row on the page after its last
+    edge (a group of more than a page spans whole pages in between).
     """
-    here, nxt = pages[edge], pages[edge + 1]
-    start = (edge - 1) * size + here.rows - here.tail
-    stop = edge * size + nxt.head
+    groups: list[TieGroup] = []
+    covered: set[int] = set()
+    for edge in tied_edges(pages):
+        if edge in covered:
+            continue  # a later edge of a group already found (edges come in order)
+        here = pages[edge]
+        last = edge + 1
+        covered.add(edge)
+        while (
+            pages[last].head == pages[last].rows
+            and (nxt := pages.get(last + 1)) is not None
+            and nxt.rows
+            and nxt.first == here.last
+        ):
+            covered.add(last)
+            last += 1
+        start = (edge - 1) * size + here.rows - here.tail
+        stop = (last - 1) * size + pages[last].head
+        groups.append(TieGroup(here.last, start, stop, tuple(range(edge, last + 1))))
+    return groups
+
+
+def window_of(start: int, stop: int) -> tuple[int, int] | None:
+    """(page, pagesize) of the smallest aligned window holding positions start..stop - 1."""
     for width in range(stop - start, MAX_PAGE_SIZE + 1):
         if start // width == (stop - 1) // width:
             return start // width + 1, width
+    return None  # wider than a page: only whole pages can be fetched again
+
+
+def tie_window(pages: Mapping[int, PageEdges], edge: int, size: int) -> tuple[int, int] | None:
+    """(page, pagesize) of the smallest aligned window holding the group tied at ``edge``."""
+    for group in tie_groups(pages, size):
+        if edge in group.pages[:-1]:
+            return window_of(group.start, group.stop)
     return None
 
 
@@ -220,17 +262,26 @@ async def list_alerts_of_name(
     while pages[number].rows == size:
         number += 1
         await page(number)
-    if len(held) < count:
-        # One small request per tied edge first: a window that covers the whole tied group
-        # returns every member at once, in one consistent order.
-        windows = [w for w in (tie_window(pages, e, size) for e in tied_edges(pages)) if w]
-        await asyncio.gather(*(page(n, width, edge_of=False) for n, width in windows))
     for _ in range(FILL_ROUNDS):
         if len(held) >= count:
             break
-        edges = tied_edges(pages)
-        wanted = sorted({n for e in edges for n in (e, e + 1)}) or sorted(pages)
-        await asyncio.gather(*(page(n) for n in wanted))
+        # Only the tied groups we hold fewer rows of than their width: one small request
+        # covering such a group returns every member at once, in one consistent order; a
+        # group wider than a page needs its pages again (the server's order inside it varies).
+        groups = tie_groups(pages, size)
+        if not groups:
+            break  # nothing tied is short: rows came or went while we paged (see counts)
+        wanted = {parse_cs_date(g.sent) for g in groups}
+        have = Counter(a.sent for a in held.values() if a.sent in wanted)
+        short = [g for g in groups if have[parse_cs_date(g.sent)] < g.stop - g.start]
+        if not short:
+            break
+        windows = {w for g in short if (w := window_of(g.start, g.stop))}
+        whole = sorted({n for g in short if not window_of(g.start, g.stop) for n in g.pages})
+        await asyncio.gather(
+            *(page(n, width, edge_of=False) for n, width in sorted(windows)),
+            *(page(n) for n in whole),
+        )
     complete = len(counts) <= 1 and len(held) == count
     if not complete:
         log.info(

@@ -152,3 +152,31 @@ def test_page_edges_keep_the_runs_of_one_second_at_both_ends_of_a_page() -> None
     same = [{"id": str(i), "sent": "5"} for i in range(4)]
     assert PageEdges.of(same) == PageEdges(rows=4, first="5", head=4, last="5", tail=4)
     assert PageEdges.of([]) == PageEdges(rows=0)
+
+
+def test_a_tie_group_wider_than_a_page_spans_every_page_it_covers_and_has_no_window() -> None:
+    from sidecar.snapshot import tie_groups, window_of
+
+    def rows(sents: list[str]) -> PageEdges:
+        return PageEdges.of([{"id": f"{s}-{i}", "sent": s} for i, s in enumerate(sents)])
+
+    pages = {1: rows(["A"] * 498 + ["T"] * 2), 2: rows(["T"] * 500),
+             3: rows(["T"] * 3 + ["X"] * 492 + ["B"] * 5), 4: rows(["B"] * 2 + ["C"] * 8)}
+    first, second = tie_groups(pages, 500)
+    assert (first.sent, first.start, first.stop, first.pages) == ("T", 498, 1003, (1, 2, 3))
+    assert (second.sent, second.start, second.stop, second.pages) == ("B", 1495, 1502, (3, 4))
+    assert window_of(first.start, first.stop) is None  # 505 rows: only whole pages again
+    number, width = window_of(second.start, second.stop)  # type: ignore[misc]
+    assert (number - 1) * width <= 1495 and number * width >= 1502 and width <= 500
+
+
+def test_a_listing_asks_again_only_for_the_tied_groups_it_holds_too_few_rows_of(
+    tmp_path: Path,
+) -> None:
+    sim = Simulator(hosts=2, vms_per_host=1, tie_order="shuffle")
+    burst(sim, 1203, per_second=3)  # two page edges cut a group of 3
+    alerts, complete, count, fetched = with_client(
+        sim, tmp_path, lambda cs: list_alerts_of_name(cs, "ALERT.USERVM")
+    )
+    assert complete and len(alerts) == count == 1203
+    assert fetched <= 3 + 2  # 3 pages, then at most one small window per short group
