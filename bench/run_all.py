@@ -437,9 +437,11 @@ def _cleanup_section(results: dict[str, Any]) -> list[str]:
                 t = run.get("timings") or {}
                 phases = (
                     f": listing {t.get('listing', 0):.0f} s, planning {t.get('planning', 0):.0f}"
-                    f" s, archiving {t.get('archiving', 0):.0f} s (the ledger busy "
-                    f"{t.get('ledger_during_archiving', 0):.0f} s of it, in its own thread), "
-                    "the rest start-up and writing the plan"
+                    f" s, archiving {t.get('archiving', 0):.0f} s (ledger calls "
+                    f"{t.get('ledger_during_archiving', 0):.0f} s summed, in a worker thread; "
+                    "they overlap: the next intents are written while a batch is marked and "
+                    "sent, and wait on SQLite's write lock), the rest start-up and writing the "
+                    "plan"
                 ) if t else ""
                 lines.append(
                     f"- At {rps:g} requests/s: its {run['calls_total']:,} calls need at least "
