@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -375,6 +374,7 @@ def _merge_groups(buckets: Sequence[_Bucket], policy: Policy) -> tuple[MergeGrou
     # One string object per distinct reason: a million-alert plan holds 100,000s of groups,
     # and a reason each would cost ~130 bytes a group.
     gap_reasons: dict[str, str] = {}
+    texts: dict[str, str] = {}
     for b in buckets:
         if not b.multi or not policy.plans(b.family):
             continue
@@ -390,6 +390,11 @@ def _merge_groups(buckets: Sequence[_Bucket], policy: Policy) -> tuple[MergeGrou
         for start, stop in b.multi:
             canonical = members[start].id
             why = reasons.get(start)
+            if why:
+                text = "same fingerprint, " + "; ".join(sorted(why))
+                reason = texts.setdefault(text, text)
+            else:
+                reason = gap_reason
             append(
                 MergeGroup(
                     sha1((salt + canonical).encode(), usedforsecurity=False).hexdigest()[:16],
@@ -401,8 +406,7 @@ def _merge_groups(buckets: Sequence[_Bucket], policy: Policy) -> tuple[MergeGrou
                     tuple(map(_ID, members[start + 1 : stop])),
                     b.at(start),
                     b.at(stop - 1),
-                    sys.intern("same fingerprint, " + "; ".join(sorted(why)))
-                    if why else gap_reason,
+                    reason,
                 )
             )
     groups.sort(key=_GROUP_ORDER)
