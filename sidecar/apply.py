@@ -189,8 +189,8 @@ class Applier:
             ids = ids[:max_actions]
         batches = [ids[start : start + self.batch_size]
                    for start in range(0, len(ids), self.batch_size)]
-        # Intents are written a few batches per transaction: a million-alert cleanup spends
-        # most of its ledger time committing (SQLite's WAL checkpoints), per transaction.
+        # Intents go in a few batches per transaction: fewer commits, and each commit's
+        # pages (random-uuid index leaves, WAL writes, checkpoints) serve more rows.
         per_chunk = max(1, INTENTS_PER_TRANSACTION // max(1, self.batch_size))
 
         def prepare(first: int) -> set[str]:
