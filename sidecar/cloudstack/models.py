@@ -37,11 +37,16 @@ def parse_cs_date(value: str | None) -> datetime | None:
 
 
 def format_cs_date(value: datetime, offset_minutes: int = 0) -> str:
-    """Render an aware datetime as CloudStack does, in a zone ``offset_minutes`` east of UTC."""
-    from datetime import timedelta, timezone
+    """Render an aware datetime as CloudStack does, in a zone ``offset_minutes`` east of UTC.
 
-    tz = timezone(timedelta(minutes=offset_minutes))
-    return value.astimezone(tz).strftime(CS_DATE_FORMAT)
+    ``CS_DATE_FORMAT`` by hand: an f-string is several times faster than strftime (a cleanup
+    renders every archived alert's ``sent``), and pads the year to four digits as Java does.
+    """
+    local = value.astimezone(UTC) + timedelta(minutes=offset_minutes)
+    sign = "-" if offset_minutes < 0 else "+"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    return (f"{local.year:04d}-{local.month:02d}-{local.day:02d}T{local.hour:02d}:"
+            f"{local.minute:02d}:{local.second:02d}{sign}{hours:02d}{minutes:02d}")
 
 
 def _str(raw: Mapping[str, Any], key: str, default: str = "") -> str:
@@ -153,15 +158,6 @@ class VirtualMachine:
         )
 
 
-def _render_cs_date(value: datetime, offset_minutes: int) -> str:
-    """``format_cs_date`` without strftime (fast, and zero-padded for any year)."""
-    local = value + timedelta(minutes=offset_minutes)
-    sign = "-" if offset_minutes < 0 else "+"
-    hours, minutes = divmod(abs(offset_minutes), 60)
-    return (f"{local.year:04d}-{local.month:02d}-{local.day:02d}T{local.hour:02d}:"
-            f"{local.minute:02d}:{local.second:02d}{sign}{hours:02d}{minutes:02d}")
-
-
 @lru_cache(maxsize=65536)
 def _cached_date(value: str) -> tuple[datetime | None, int | None]:
     parsed = parse_cs_date(value)
@@ -225,7 +221,7 @@ class Alert:
         if self.sent_text:
             item["sent"] = self.sent_text
         elif self.sent is not None and self.sent_offset is not None:
-            item["sent"] = _render_cs_date(self.sent, self.sent_offset)
+            item["sent"] = format_cs_date(self.sent, self.sent_offset)
         return item
 
 
