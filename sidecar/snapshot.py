@@ -195,14 +195,6 @@ def window_of(start: int, stop: int) -> tuple[int, int] | None:
     return None  # wider than a page: only whole pages can be fetched again
 
 
-def tie_window(pages: Mapping[int, PageEdges], edge: int, size: int) -> tuple[int, int] | None:
-    """(page, pagesize) of the smallest aligned window holding the group tied at ``edge``."""
-    for group in tie_groups(pages, size):
-        if edge in group.pages[:-1]:
-            return window_of(group.start, group.stop)
-    return None
-
-
 async def list_alerts_of_name(
     client: CloudStackClient,
     name: str,
@@ -271,9 +263,10 @@ async def list_alerts_of_name(
         groups = tie_groups(pages, size)
         if not groups:
             break  # nothing tied is short: rows came or went while we paged (see counts)
-        wanted = {parse_cs_date(g.sent) for g in groups}
+        when = {g.sent: parse_cs_date(g.sent) for g in groups}
+        wanted = set(when.values())
         have = Counter(a.sent for a in held.values() if a.sent in wanted)
-        short = [g for g in groups if have[parse_cs_date(g.sent)] < g.stop - g.start]
+        short = [g for g in groups if have[when[g.sent]] < g.stop - g.start]
         if not short:
             break
         windows = {w for g in short if (w := window_of(g.start, g.stop))}

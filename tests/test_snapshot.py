@@ -133,14 +133,15 @@ def test_server_now_is_our_clock_corrected_by_the_server_date_header() -> None:
 
 
 def test_a_tie_window_covers_the_whole_tied_group_in_one_aligned_page():
-    from sidecar.snapshot import tie_window
+    from sidecar.snapshot import tie_groups, window_of
 
     def rows(sents: list[str]) -> PageEdges:
         return PageEdges.of([{"id": f"{s}-{i}", "sent": s} for i, s in enumerate(sents)])
 
     # Page 1 ends with 3 rows sent at T, page 2 starts with 2 more: positions 7..11 (size 10).
     pages = {1: rows(["A"] * 7 + ["T"] * 3), 2: rows(["T"] * 2 + ["B"] * 8)}
-    number, width = tie_window(pages, 1, 10)  # type: ignore[misc]
+    (group,) = tie_groups(pages, 10)
+    number, width = window_of(group.start, group.stop)  # type: ignore[misc]
     first = (number - 1) * width
     assert first <= 7 and first + width >= 12  # holds positions 7..11
     assert width < 10
