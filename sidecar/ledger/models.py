@@ -126,7 +126,7 @@ class Decision(SQLModel, table=True):
     updated_at: datetime = _when(index=True)
     subject: str = Field(default="", max_length=255)
     fingerprint: str = Field(default="", max_length=255)
-    canonical: str = Field(default="", max_length=64, index=True)
+    canonical: str = Field(default="", max_length=64)  # unindexed since revision 0003
     reason: str = Field(default="", sa_type=Text)
     members: list[str] = Field(default_factory=list, sa_type=JSON)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
@@ -144,9 +144,9 @@ class Action(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=96)
     kind: str = Field(default="archive", max_length=16)
-    alert_id: str = Field(index=True, max_length=64)
+    alert_id: str = Field(max_length=64)  # looked up through key; unindexed since 0003
     state: str = Field(index=True, max_length=16)
-    group_id: str = Field(index=True, max_length=128)
+    group_id: str = Field(max_length=128)  # unindexed since revision 0003
     canonical: str = Field(default="", max_length=64)
     reason: str = Field(default="", sa_type=Text)
     alert: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)

@@ -34,7 +34,7 @@ def test_an_empty_database_is_migrated_to_the_newest_revision(db: str):
     ledger = Ledger(db, holder="sidecar-a")
     try:
         assert ledger.schema_before is None
-        assert ledger.revision() == ledger.head_revision() == "0002"
+        assert ledger.revision() == ledger.head_revision() == "0003"
         names = set(inspect(ledger.engine).get_table_names())
         assert LEDGER_TABLES | {VERSION_TABLE} <= names
     finally:
@@ -145,7 +145,7 @@ def test_upgrading_from_the_first_revision_keeps_every_row(db: str):
 
     ledger = Ledger(db, holder="sidecar-a")
     try:
-        assert (ledger.schema_before, ledger.revision()) == ("0001", "0002")
+        assert (ledger.schema_before, ledger.revision()) == ("0001", "0003")
         (action,) = ledger.actions()
         assert (action.alert_id, action.state, action.token, action.attempts) == (
             "d1",
@@ -187,7 +187,7 @@ def test_sidecars_starting_together_on_an_empty_database_migrate_it_once(db: str
         thread.join(timeout=120)
 
     assert errors == []
-    assert revisions == ["0002"] * 3
+    assert revisions == ["0003"] * 3
 
 
 def test_an_old_schema_is_refused_without_migrate_and_named_with_the_fix(sqlite_url: str):
@@ -198,7 +198,7 @@ def test_an_old_schema_is_refused_without_migrate_and_named_with_the_fix(sqlite_
 
     assert "revision 0001" in str(err.value)
     assert "\n" not in str(err.value)
-    assert Ledger(sqlite_url).revision() == "0002"
+    assert Ledger(sqlite_url).revision() == "0003"
 
 
 def test_a_schema_newer_than_this_sidecar_is_refused(sqlite_url: str):
@@ -220,5 +220,6 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str):
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 15000
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -16 * 1024  # KiB
     finally:
         ledger.close()
