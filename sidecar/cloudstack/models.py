@@ -36,17 +36,24 @@ def parse_cs_date(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+@lru_cache(maxsize=64)
+def _cs_offset(offset_minutes: int) -> tuple[timedelta, str]:
+    """The shift and the ``+hhmm`` suffix of a zone ``offset_minutes`` east of UTC."""
+    sign = "-" if offset_minutes < 0 else "+"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    return timedelta(minutes=offset_minutes), f"{sign}{hours:02d}{minutes:02d}"
+
+
 def format_cs_date(value: datetime, offset_minutes: int = 0) -> str:
     """Render an aware datetime as CloudStack does, in a zone ``offset_minutes`` east of UTC.
 
-    ``CS_DATE_FORMAT`` by hand: an f-string is several times faster than strftime (a cleanup
-    renders every archived alert's ``sent``), and pads the year to four digits as Java does.
+    ``CS_DATE_FORMAT`` by hand: isoformat is C and several times faster than strftime (a
+    cleanup renders every archived alert's ``sent``), and pads the year to four digits as
+    Java does.
     """
-    local = value.astimezone(UTC) + timedelta(minutes=offset_minutes)
-    sign = "-" if offset_minutes < 0 else "+"
-    hours, minutes = divmod(abs(offset_minutes), 60)
-    return (f"{local.year:04d}-{local.month:02d}-{local.day:02d}T{local.hour:02d}:"
-            f"{local.minute:02d}:{local.second:02d}{sign}{hours:02d}{minutes:02d}")
+    shift, suffix = _cs_offset(offset_minutes)
+    local = value.astimezone(UTC) + shift
+    return local.replace(tzinfo=None).isoformat(timespec="seconds") + suffix
 
 
 def _str(raw: Mapping[str, Any], key: str, default: str = "") -> str:
