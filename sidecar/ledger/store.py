@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,12 +30,14 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import (
     BindParameter,
+    String,
     Table,
     and_,
     bindparam,
     delete,
     func,
     insert,
+    literal,
     select,
     text,
     update,
@@ -137,9 +140,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: ``actions.key`` of archiving an alert: this prefix and the alert id.
+_ARCHIVE_KEY_PREFIX = "archive:"
+
+
 def action_key(alert_id: str) -> str:
     """The idempotency key of archiving one alert."""
-    return f"archive:{alert_id}"
+    return _ARCHIVE_KEY_PREFIX + alert_id
 
 
 def _aware(value: datetime, name: str) -> datetime:
@@ -168,6 +175,22 @@ def _alert_copy(alert: Alert) -> dict[str, Any]:
         "description": alert.description,
         "sent": format_cs_date(alert.sent) if alert.sent else None,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedIntents:
+    """Intents built by ``Ledger.prepare_intents``, for ``Ledger.write_intents``."""
+
+    run_id: int
+    token: int
+    wanted: Mapping[str, tuple[MergeGroup, Alert]]
+    copies: Mapping[str, dict[str, Any]]
+    """Alert id -> the alert as CloudStack returned it."""
+    rows: Mapping[str, Mapping[str, Any]]
+    """Alert id -> the columns of its new action that vary (the copy encoded)."""
+    groups: Mapping[tuple[str, str], MergeGroup | HAIncident]
+    fresh: Mapping[tuple[str, str], Mapping[str, Any]]
+    """The columns of each merge group if it is new (``_record_decisions``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +376,10 @@ class Ledger:
                     f"`cloudstack-sidecar ledger migrate` first, or fix --ledger-url"
                 )
         self.engine = create_ledger_engine(self.url, busy_timeout=busy_timeout)
+        #: SQLite has one writer at a time. Threads of this process queue here and take over
+        #: the moment the writer commits; waiting in SQLite's busy handler instead sleeps in
+        #: steps of up to 100 ms (the applier's marks would wait behind each intent chunk).
+        self._write_lock = threading.Lock() if self.backend == "sqlite" else None
         try:
             self._ensure_schema(migrate)
         except BaseException:
@@ -415,7 +442,10 @@ class Ledger:
         return self._transaction(work, write=False)
 
     def _write(self, work: Callable[[Connection], T], **kwargs: Any) -> T:
-        return self._transaction(work, write=True, **kwargs)
+        if self._write_lock is None:
+            return self._transaction(work, write=True, **kwargs)
+        with self._write_lock:
+            return self._transaction(work, write=True, **kwargs)
 
     def _insert_ignore(self, table: Table) -> Insert:
         """INSERT that skips rows whose key exists (race-free "record once")."""
@@ -801,6 +831,18 @@ class Ledger:
 
     # -- actions --------------------------------------------------------------------------
 
+    def _encoder(self, column: Any) -> Callable[[Any], Any]:
+        """``column``'s bind processor for this database (identity if the driver adapts)."""
+        process = column.type.dialect_impl(self.engine.dialect).bind_processor(self.engine.dialect)
+        return process if process is not None else _identity
+
+    def _new_group_columns(self, group: MergeGroup) -> dict[str, Any]:
+        """The decision columns of a merge group seen for the first time, JSON encoded."""
+        columns = _merge_group_row(group, None)
+        columns["members"] = self._encoder(DECISIONS.c.members)(columns["members"])
+        columns["data"] = self._encoder(DECISIONS.c.data)(columns["data"])
+        return columns
+
     def intend_archive(
         self,
         run_id: int,
@@ -817,6 +859,24 @@ class Ledger:
         ``record_groups`` also upserts the items' merge groups (as ``record_plan`` does) in
         the same transaction: the decision is on record with the first intent it causes.
         """
+        prepared = self.prepare_intents(run_id, token, items, record_groups=record_groups)
+        return self._write_intents(prepared, records=True)[1]
+
+    def prepare_intents(
+        self,
+        run_id: int,
+        token: int,
+        items: Sequence[tuple[MergeGroup, Alert]],
+        *,
+        record_groups: bool = False,
+    ) -> PreparedIntents:
+        """The Python half of ``intend_archive``, without the database: run it in any thread.
+
+        Most of the work of writing intents is building the rows, the alert copies and the
+        new merge groups in their database (JSON) form. Done here, outside the transaction,
+        it runs while SQLite writes other rows, and the writer lock is held only for the
+        writing itself (``write_intents``).
+        """
         wanted: dict[str, tuple[MergeGroup, Alert]] = {}
         for group, alert in items:
             if alert.id == group.canonical:
@@ -824,59 +884,79 @@ class Ledger:
                     f"refusing to archive alert {alert.id}: it is the canonical of {group.group_id}"
                 )
             wanted[alert.id] = (group, alert)
-        if not wanted:
-            return []
+        copies = {alert_id: _alert_copy(alert) for alert_id, (_, alert) in wanted.items()}
+        encode_copy = self._encoder(ACTIONS.c.alert)
+        rows = {
+            alert_id: {
+                "key": action_key(alert_id),
+                "alert_id": alert_id,
+                "group_id": group.group_id,
+                "canonical": group.canonical,
+                "reason": group.reason,
+                "alert": encode_copy(copies[alert_id]),
+            }
+            for alert_id, (group, _) in wanted.items()
+        }
+        groups: dict[tuple[str, str], MergeGroup | HAIncident] = {}
+        fresh: dict[tuple[str, str], dict[str, Any]] = {}
+        if record_groups:
+            for group, _ in wanted.values():
+                key = (MERGE, group.group_id)
+                if key not in groups:
+                    groups[key] = group
+                    fresh[key] = self._new_group_columns(group)
+        return PreparedIntents(run_id, token, wanted, copies, rows, groups, fresh)
 
-        def work(conn: Connection) -> list[ActionRecord]:
+    def write_intents(self, prepared: PreparedIntents) -> list[str]:
+        """The database half of ``intend_archive``: the ids that still need work, in order."""
+        return self._write_intents(prepared, records=False)[0]
+
+    def _write_intents(
+        self, prepared: PreparedIntents, *, records: bool
+    ) -> tuple[list[str], list[ActionRecord]]:
+        run_id, token, wanted, copies = (
+            prepared.run_id, prepared.token, prepared.wanted, prepared.copies
+        )
+        rows, groups, fresh = prepared.rows, prepared.groups, prepared.fresh
+        if not wanted:
+            return [], []
+
+        def work(conn: Connection) -> tuple[list[str], list[ActionRecord]]:
             now = self.clock()
-            if record_groups:
-                groups = {(MERGE, g.group_id): g for g, _ in wanted.values()}
-                _record_decisions(conn, run_id, groups, now)
+            if groups:
+                _record_decisions(conn, run_id, groups, now, fresh=fresh)
             states = _action_states(conn, list(wanted))
             # Full rows (with the alert copy) only for the few that are retried or resumed.
             existing = _actions_by_alert(
                 conn, [i for i, state in states.items() if state in NEEDS_WORK]
             )
-            new_rows: list[dict[str, Any]] = []
+            new_rows: list[Mapping[str, Any]] = []
             refresh: list[dict[str, Any]] = []
-            records: list[ActionRecord] = []
-            for alert_id, (group, alert) in wanted.items():
+            ids: list[str] = []
+            found: list[ActionRecord] = []
+            for alert_id, (group, _) in wanted.items():
                 old = existing.get(alert_id)
                 if alert_id not in states:
-                    record = ActionRecord(
-                        alert_id=alert_id,
-                        key=action_key(alert_id),
-                        state=INTENDED,
-                        group_id=group.group_id,
-                        canonical=group.canonical,
-                        reason=group.reason,
-                        alert=_alert_copy(alert),
-                        token=token,
-                        created_at=now,
-                        updated_at=now,
-                        error="",
-                        run_id=run_id,
-                        attempts=0,
-                    )
-                    new_rows.append(
-                        {
-                            "key": record.key,
-                            "kind": "archive",
-                            "alert_id": alert_id,
-                            "state": INTENDED,
-                            "group_id": record.group_id,
-                            "canonical": record.canonical,
-                            "reason": record.reason,
-                            "alert": record.alert,
-                            "run_id": run_id,
-                            "token": token,
-                            "created_at": now,
-                            "updated_at": now,
-                            "error": "",
-                            "attempts": 0,
-                        }
-                    )
-                    records.append(record)
+                    new_rows.append(rows[alert_id])
+                    ids.append(alert_id)
+                    if records:
+                        found.append(
+                            ActionRecord(
+                                alert_id=alert_id,
+                                key=action_key(alert_id),
+                                state=INTENDED,
+                                group_id=group.group_id,
+                                canonical=group.canonical,
+                                reason=group.reason,
+                                alert=copies[alert_id],
+                                token=token,
+                                created_at=now,
+                                updated_at=now,
+                                error="",
+                                run_id=run_id,
+                                attempts=0,
+                            )
+                        )
                 elif old is not None:
                     state = INTENDED if old.state == FAILED else old.state
                     refresh.append(
@@ -888,25 +968,32 @@ class Ledger:
                             "b_reason": group.reason,
                         }
                     )
-                    records.append(
-                        ActionRecord(
-                            alert_id=alert_id,
-                            key=old.key,
-                            state=state,
-                            group_id=group.group_id,
-                            canonical=group.canonical,
-                            reason=group.reason,
-                            alert=old.alert,
-                            token=token,
-                            created_at=old.created_at,
-                            updated_at=now,
-                            error=old.error,
-                            run_id=old.run_id,
-                            attempts=old.attempts,
+                    ids.append(alert_id)
+                    if records:
+                        found.append(
+                            ActionRecord(
+                                alert_id=alert_id,
+                                key=old.key,
+                                state=state,
+                                group_id=group.group_id,
+                                canonical=group.canonical,
+                                reason=group.reason,
+                                alert=old.alert,
+                                token=token,
+                                created_at=old.created_at,
+                                updated_at=now,
+                                error=old.error,
+                                run_id=old.run_id,
+                                attempts=old.attempts,
+                            )
                         )
-                    )
             if new_rows:
-                _executemany(conn, insert(ACTIONS), new_rows)
+                constants = {"kind": "archive", "state": INTENDED, "run_id": run_id,
+                             "token": token, "created_at": now, "updated_at": now,
+                             "error": "", "attempts": 0}  # fmt: skip
+                _executemany(
+                    conn, insert(ACTIONS), new_rows, encoded=("alert",), constants=constants
+                )
             if refresh:
                 stmt = (
                     update(ACTIONS)
@@ -921,7 +1008,7 @@ class Ledger:
                     )
                 )
                 conn.execute(stmt, refresh)
-            return records
+            return ids, found
 
         return self._write(work, token=token)
 
@@ -1070,8 +1157,14 @@ def _record_decisions(
     run_id: int,
     wanted: Mapping[tuple[str, str], MergeGroup | HAIncident],
     now: datetime,
+    *,
+    fresh: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> None:
-    """Upsert decisions (merge groups, HA incidents), merging members with earlier runs'."""
+    """Upsert decisions (merge groups, HA incidents), merging members with earlier runs'.
+
+    ``fresh`` holds the columns of decisions not yet recorded, built (and JSON encoded, see
+    ``_FRESH_ENCODED``) ahead of the transaction; they are used when no row exists.
+    """
     existing: dict[tuple[str, str], RowMapping] = {}
     for kind in (MERGE, HA):
         ids = [i for k, i in wanted if k == kind]
@@ -1084,33 +1177,33 @@ def _record_decisions(
             for row in conn.execute(stmt).mappings():
                 existing[(kind, row["decision_id"])] = row
     inserts: list[dict[str, Any]] = []
+    encoded_inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    columns: dict[str, Any] = {}
+    columns: Mapping[str, Any] = {}
     for (kind, decision_id), item in wanted.items():
         old = existing.get((kind, decision_id))
-        if isinstance(item, MergeGroup):
+        ready = fresh.get((kind, decision_id)) if fresh is not None and old is None else None
+        if ready is not None:
+            columns = ready
+        elif isinstance(item, MergeGroup):
             columns = _merge_group_row(item, old)
         else:
             columns = _merge_incident_row(item, old)
         if old is None:
-            inserts.append(
-                {
-                    "kind": kind,
-                    "decision_id": decision_id,
-                    "first_run_id": run_id,
-                    "run_id": run_id,
-                    "created_at": now,
-                    "updated_at": now,
-                    **columns,
-                }
+            (encoded_inserts if ready is not None else inserts).append(
+                {"kind": kind, "decision_id": decision_id, **columns}
             )
         else:
             updates.append(
                 {"b_id": old["id"], "b_run_id": run_id, "b_updated_at": now}
                 | {f"b_{k}": v for k, v in columns.items()}
             )
+    constants = {"first_run_id": run_id, "run_id": run_id, "created_at": now, "updated_at": now}
     if inserts:
-        _executemany(conn, insert(DECISIONS), inserts)
+        _executemany(conn, insert(DECISIONS), inserts, constants=constants)
+    if encoded_inserts:
+        _executemany(conn, insert(DECISIONS), encoded_inserts, encoded=_FRESH_ENCODED,
+                     constants=constants)  # fmt: skip
     if updates:
         upsert = (
             update(DECISIONS)
@@ -1159,18 +1252,36 @@ def _action_states(conn: Connection, alert_ids: Sequence[str]) -> dict[str, str]
     return found
 
 
-def _executemany(conn: Connection, stmt: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
+def _identity(value: Any) -> Any:
+    return value
+
+
+#: Decision columns that ``Ledger._new_group_columns`` encodes ahead of the transaction.
+_FRESH_ENCODED = ("members", "data")
+
+
+def _executemany(
+    conn: Connection,
+    stmt: Insert,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    encoded: Collection[str] = (),
+    constants: Mapping[str, Any] | None = None,
+) -> None:
     """INSERT many rows with each column's type processing resolved once.
 
     The same SQL, the same bind processors (UTC conversion, JSON) and the same driver call
     as ``conn.execute(stmt, rows)``, without SQLAlchemy's per-row parameter machinery, which
     costs more than the database itself at 100k rows (tests/ledger/bench_ledger.py).
     Every row must give every column of the INSERT (no Python-side defaults are applied).
+    The ``encoded`` columns already hold their database form (``Ledger._encoder``);
+    ``constants`` are columns with one value for every row.
     """
     if not rows:
         return
     dialect = conn.dialect
-    names = list(rows[0])
+    constants = constants or {}
+    names = [*rows[0], *constants]
     compiled = stmt.compile(dialect=dialect, column_keys=names)
     table = stmt.table
     binds = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
@@ -1179,9 +1290,15 @@ def _executemany(conn: Connection, stmt: Insert, rows: Sequence[Mapping[str, Any
     order = binds if compiled.positional else names
     columns: list[list[Any]] = []
     for name in order:
-        values = [row[name] for row in rows]
         process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
+        if name in constants:
+            value = constants[name]
+            if process is not None and value is not None:
+                value = process(value)
+            columns.append([value] * len(rows))
+            continue
+        values = [row[name] for row in rows]
+        if process is not None and name not in encoded:
             values = _processed(values, process)
         columns.append(values)
     params: list[Any]
@@ -1194,6 +1311,9 @@ def _executemany(conn: Connection, stmt: Insert, rows: Sequence[Mapping[str, Any
 
 def _processed(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
     """Apply a bind processor, once per distinct value (a batch shares its timestamps)."""
+    first = values[0]
+    if all(value is first for value in values):  # one timestamp, run or token for the batch
+        return [None if first is None else process(first)] * len(values)
     cache: dict[Any, Any] = {}
     out: list[Any] = []
     for value in values:
@@ -1252,15 +1372,17 @@ def _verify(conn: Connection) -> list[str]:
         lambda r: f"action for alert {r[0]} ({r[1]}) archives the canonical of its group {r[2]}",
         "... and {n} more actions on their own group's canonical",
     )
+    # Each merge group's canonical looked up through the unique ``key`` of its action (no
+    # index on ``canonical`` or ``alert_id``, revision 0003).
+    canonical_key = literal(_ARCHIVE_KEY_PREFIX, String) + DECISIONS.c.canonical
     canon = conn.execute(
         select(ACTIONS.c.alert_id, ACTIONS.c.state, DECISIONS.c.decision_id)
-        .select_from(
-            ACTIONS.join(
-                DECISIONS,
-                and_(DECISIONS.c.kind == MERGE, DECISIONS.c.canonical == ACTIONS.c.alert_id),
-            )
+        .select_from(DECISIONS.join(ACTIONS, ACTIONS.c.key == canonical_key))
+        .where(
+            DECISIONS.c.kind == MERGE,
+            ACTIONS.c.state.in_(archived_states),
+            ACTIONS.c.alert_id != ACTIONS.c.canonical,
         )
-        .where(ACTIONS.c.state.in_(archived_states), ACTIONS.c.alert_id != ACTIONS.c.canonical)
         .order_by(ACTIONS.c.id)
     ).all()
     report(
@@ -1313,6 +1435,7 @@ __all__ = [
     "DecisionRecord",
     "InvalidTransitionError",
     "Ledger",
+    "PreparedIntents",
     "RunRecord",
     "StaleLeaseError",
     "action_key",

@@ -286,3 +286,33 @@ def test_failed_actions_are_retried_with_the_current_group(sqlite_ledger: Ledger
     assert (record.state, record.group_id) == ("intended", "g7")
     assert sqlite_ledger.actions()[0].group_id == "g7"
     assert sqlite_ledger.unresolved_actions()[0].alert_id == "d1"
+
+
+def test_intents_record_their_merge_group_as_record_plan_would(ledger: Ledger):
+    run = ledger.start_run("cleanup", "apply")
+    token = ledger.acquire_lease(120)
+    assert token is not None
+    planned = make_group("g-plan", "c0", ["d1", "d2", "d3"])
+    ledger.record_plan(run, make_plan([planned]))
+    group = make_group("g-intent", "c9", ["e1", "e2", "e3"])
+    items = [(group, make_alert(d)) for d in group.duplicates]
+
+    prepared = ledger.prepare_intents(run, token, items[:2], record_groups=True)
+    assert [d.decision_id for d in ledger.decisions()] == ["g-plan"]  # preparing writes nothing
+    assert ledger.write_intents(prepared) == ["e1", "e2"]
+    # The rest of the group in a later batch: the decision is merged, not duplicated.
+    assert ledger.write_intents(ledger.prepare_intents(run, token, items[2:],
+                                                       record_groups=True)) == ["e3"]
+
+    by_id = {d.decision_id: d for d in ledger.decisions()}
+    via_plan, via_intents = by_id["g-plan"], by_id["g-intent"]
+    assert via_intents.members == ("e1", "e2", "e3")
+    assert via_intents.data == group.to_json()
+    assert via_plan.data == planned.to_json()
+    for field in ("kind", "subject", "fingerprint", "reason", "run_id", "first_run_id"):
+        assert getattr(via_intents, field) == getattr(via_plan, field), field
+    copies = {a.alert_id: a.alert for a in ledger.actions()}
+    assert copies == {d: make_alert(d).api_item() for d in group.duplicates}
+    ledger.mark(token, group.duplicates, "sent")
+    ledger.mark(token, group.duplicates, "done")
+    assert ledger.verify() == []
