@@ -7,6 +7,11 @@ Order per batch: intent rows (``intended``) -> ``sent`` -> archiveAlerts POST ->
 Ledger writes run in a worker thread, and the intents of the next batch are written while
 the current batch's POST is in flight: the event loop never waits on the database, and the
 database never waits on the network. Each batch's own order above is unchanged.
+
+That worker is one thread for all ledger calls of a pass: SQLite keeps a connection's page
+cache only while no other connection writes, so one connection (LIFO pool) stays warm. The
+rows of the next intents are built in another thread (``Ledger.prepare_intents``) while
+the ledger thread writes.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -119,9 +125,10 @@ class Applier:
         self.record_groups = record_groups
         #: Seconds spent in ledger calls (in the worker thread, overlapping the network).
         self.ledger_seconds = 0.0
+        self._ledger_thread: ThreadPoolExecutor | None = None
 
     async def _db(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a ledger call in a worker thread (it may take a while; the loop goes on)."""
+        """Run a ledger call in the ledger thread (it may take a while; the loop goes on)."""
 
         def timed() -> T:
             start = time.perf_counter()
@@ -130,7 +137,18 @@ class Applier:
             finally:
                 self.ledger_seconds += time.perf_counter() - start
 
-        return await asyncio.to_thread(timed)
+        if self._ledger_thread is None:
+            return await asyncio.to_thread(timed)
+        return await asyncio.get_running_loop().run_in_executor(self._ledger_thread, timed)
+
+    async def _in_ledger_thread(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` with all its ledger calls in one worker thread, then end that thread."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger") as thread:
+            self._ledger_thread = thread
+            try:
+                return await work()
+            finally:
+                self._ledger_thread = None
 
     async def resolve(
         self, plan: Plan, live_ids: Container[str] | None = None
@@ -140,6 +158,9 @@ class Applier:
         ``live_ids`` is a trustworthy full listing (no drift while paging); without it each
         unresolved alert is looked up on its own.
         """
+        return await self._in_ledger_thread(lambda: self._resolve(plan, live_ids))
+
+    async def _resolve(self, plan: Plan, live_ids: Container[str] | None) -> ResolveOutcome:
         outcome = ResolveOutcome()
         planned = set(plan.archive)
         for record in await self._db(self.ledger.unresolved_actions):
@@ -179,6 +200,11 @@ class Applier:
         self, plan: Plan, alerts: Mapping[str, Alert], *, max_actions: int | None = None
     ) -> ApplyOutcome:
         """Archive ``plan.archive`` (at most ``max_actions``), batch by batch, write-ahead."""
+        return await self._in_ledger_thread(lambda: self._apply(plan, alerts, max_actions))
+
+    async def _apply(
+        self, plan: Plan, alerts: Mapping[str, Alert], max_actions: int | None
+    ) -> ApplyOutcome:
         outcome = ApplyOutcome()
         groups = plan.group_of()
         # Group by group (each group's duplicates in one or two batches, so its decision is
@@ -193,13 +219,15 @@ class Applier:
         # pages (random-uuid index leaves, WAL writes, checkpoints) serve more rows.
         per_chunk = max(1, INTENTS_PER_TRANSACTION // max(1, self.batch_size))
 
-        def prepare(first: int) -> set[str]:
+        async def prepare(first: int) -> set[str]:
             chunk = [i for batch in batches[first : first + per_chunk] for i in batch]
             items = [(groups[i], alerts[i]) for i in chunk]
-            records = self.ledger.intend_archive(
-                self.run_id, self.token, items, record_groups=self.record_groups
-            )
-            return {r.alert_id for r in records}
+            # Rows built in a thread of their own, while the ledger thread writes others.
+            prepared = await asyncio.to_thread(
+                self.ledger.prepare_intents,
+                self.run_id, self.token, items, record_groups=self.record_groups,
+            )  # fmt: skip
+            return set(await self._db(self.ledger.write_intents, prepared))
 
         ahead: asyncio.Task[set[str]] | None = None
         ready: set[str] = set()
@@ -217,12 +245,12 @@ class Applier:
                 todo: list[str] = []
                 try:
                     if index % per_chunk == 0:
-                        task = ahead or asyncio.create_task(self._db(prepare, index))
+                        task = ahead or asyncio.create_task(prepare(index))
                         ahead = None
                         ready = await task
                         if index + per_chunk < len(batches):
                             # The next intents go on record while these batches are sent.
-                            ahead = asyncio.create_task(self._db(prepare, index + per_chunk))
+                            ahead = asyncio.create_task(prepare(index + per_chunk))
                     todo = [i for i in batch if i in ready]
                     if todo:
                         await self._db(self.ledger.mark, self.token, todo, "sent")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
 import time
@@ -293,7 +294,15 @@ async def _passes(
         cap = len(plan.archive) if remaining is None else min(remaining, len(plan.archive))
         with reporter.step("archiving duplicates", total=cap) as step:
             applier.on_progress = step.advance
-            done = await applier.apply(plan, alerts, max_actions=remaining)
+            # The plan and the duplicates stay alive until the end of the pass: keep them out
+            # of the cyclic GC, whose full collections would otherwise walk them again and
+            # again while the ledger writes (1M alerts: 10 collections of 0.6 s each).
+            gc.collect()
+            gc.freeze()
+            try:
+                done = await applier.apply(plan, alerts, max_actions=remaining)
+            finally:
+                gc.unfreeze()
         clock = _lap(timings, "archiving", clock)
         timings["ledger_during_archiving"] = round(
             timings.get("ledger_during_archiving", 0.0) + applier.ledger_seconds, 3)

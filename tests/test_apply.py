@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -184,3 +185,28 @@ def test_ids_named_in_an_error_text_are_found_exactly() -> None:
     ids = ["7c0ffee0-0000-4000-8000-000000000001", "7c0ffee0-0000-4000-8000-000000000002"]
     assert ids_named_in(text, ids) == [ids[1]]
     assert ids_named_in("Unable to archive Alerts", ids) == []
+
+
+def test_every_ledger_call_of_a_pass_comes_from_one_thread(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite drops a connection's page cache whenever another connection has written: one
+    # thread (and so one pooled connection) keeps it warm. Row building may run elsewhere.
+    callers: dict[str, set[int]] = {}
+    for name in ("mark", "write_intents", "acquire_lease", "prepare_intents"):
+        original = getattr(Ledger, name)
+
+        def spy(self: Ledger, *args: Any, _name: str = name, _original: Any = original,
+                **kwargs: Any) -> Any:
+            callers.setdefault(_name, set()).add(threading.get_ident())
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Ledger, name, spy)
+
+    outcome = with_applier(sim, ledger_url(tmp_path), apply_all, batch_size=10,
+                           renew_lease=None)
+    assert outcome.archived and outcome.api_calls > 2
+    writers = callers["mark"] | callers["write_intents"]
+    assert len(writers) == 1
+    assert threading.get_ident() not in writers  # never the event loop's thread
+    assert callers["prepare_intents"].isdisjoint(writers)
