@@ -380,6 +380,7 @@ class Ledger:
         #: the moment the writer commits; waiting in SQLite's busy handler instead sleeps in
         #: steps of up to 100 ms (the applier's marks would wait behind each intent chunk).
         self._write_lock = threading.Lock() if self.backend == "sqlite" else None
+        self._encoders: dict[tuple[str, str], Callable[[Any], Any]] = {}
         try:
             self._ensure_schema(migrate)
         except BaseException:
@@ -832,9 +833,17 @@ class Ledger:
     # -- actions --------------------------------------------------------------------------
 
     def _encoder(self, column: Any) -> Callable[[Any], Any]:
-        """``column``'s bind processor for this database (identity if the driver adapts)."""
-        process = column.type.dialect_impl(self.engine.dialect).bind_processor(self.engine.dialect)
-        return process if process is not None else _identity
+        """``column``'s bind processor for this database (identity if the driver adapts).
+
+        Looked up once per column: ``prepare_intents`` needs two for each new merge group.
+        """
+        key = (column.table.name, column.name)
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            dialect = self.engine.dialect
+            process = column.type.dialect_impl(dialect).bind_processor(dialect)
+            encoder = self._encoders[key] = process if process is not None else _identity
+        return encoder
 
     def _new_group_columns(self, group: MergeGroup) -> dict[str, Any]:
         """The decision columns of a merge group seen for the first time, JSON encoded."""
