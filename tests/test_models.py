@@ -167,3 +167,14 @@ def test_an_alert_keeps_the_text_of_a_sent_time_it_could_not_render_back() -> No
                  "2026-03-01T12:00:00+05:30", "yesterday"):
         item = {"id": "a1", "type": 8, "name": "ALERT.USERVM", "description": "d", "sent": text}
         assert Alert.from_api(item).api_item() == item
+
+
+def test_alerts_written_in_one_zone_share_one_offset_object() -> None:
+    # 330 (+0530) is no small int: a million alerts must not hold a million copies of it.
+    first, second = (
+        Alert.from_api({"id": f"a{n}", "type": 8, "name": "ALERT.USERVM", "description": "d",
+                        "sent": f"2026-03-01T12:00:0{n}+0530"})
+        for n in (1, 2)
+    )
+    assert first.sent_offset == 330
+    assert first.sent_offset is second.sent_offset
