@@ -13,7 +13,7 @@ RECONCILE = Path(sidecar.reconcile.__file__).resolve().parent
 
 #: Modules sidecar.reconcile may import at run time (TYPE_CHECKING imports are not run).
 ALLOWED = {
-    "__future__", "bisect", "collections", "collections.abc", "contextlib", "dataclasses",
+    "__future__", "array", "bisect", "collections", "collections.abc", "contextlib", "dataclasses",
     "datetime", "functools", "gc", "hashlib", "heapq", "itertools", "json", "operator", "re",
     "types", "typing",
     "sidecar.constants", "sidecar.cloudstack.models",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -56,7 +57,7 @@ _NO_REASONS: Mapping[int, set[str]] = MappingProxyType({})
 class _Bucket:
     """All live alerts of one fingerprint; after planning, split into incidents."""
 
-    __slots__ = ("alerts", "cuts", "family", "multi", "name", "reasons", "subject")
+    __slots__ = ("alerts", "cuts", "family", "name", "reasons", "subject")
 
     def __init__(self, name: str, family: str, subject: fp.Subject) -> None:
         self.name = name
@@ -66,11 +67,20 @@ class _Bucket:
         """Its alerts; sorted by (sent, id) once all are in: alerts[start] of an incident is
         canonical."""
         # Shared defaults: a large history has tens of thousands of buckets.
-        self.cuts: list[int] = _ONE_CUT
+        self.cuts: Sequence[int] = _ONE_CUT
         """Start position (in alerts) of each incident, ascending, cuts[0] == 0."""
         self.reasons: Mapping[int, set[str]] = _NO_REASONS
-        self.multi: Sequence[tuple[int, int]] = ()
-        """(start, stop) of the incidents with duplicates."""
+
+    @property
+    def multi(self) -> list[tuple[int, int]]:
+        """(start, stop) of the incidents with duplicates (built when asked: kept, the pairs
+        of 100,000s of buckets would cost 60 bytes an incident while the plan is built)."""
+        n = len(self.alerts)
+        cuts = self.cuts
+        if len(cuts) >= n:  # one alert per incident (or not split yet: fewer than 2 alerts)
+            return []
+        return [(start, stop) for start, stop in zip(cuts, [*cuts[1:], n], strict=True)
+                if stop - start > 1]
 
     @property
     def fingerprint(self) -> str:
@@ -248,7 +258,7 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index:
             # (sent, id): the earliest is canonical, ties broken by id for determinism.
             members.sort(key=_ORDER)
             times = list(map(_SENT, members))  # transient: 8 bytes an alert saved for good
-            b.cuts, b.reasons = split(
+            cuts, b.reasons = split(
                 times,
                 rule,
                 gap,
@@ -258,13 +268,9 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index:
                 markers=markers_of(b),
                 marker_lead=lead,
             )
-            cuts = b.cuts
-            if len(cuts) < n:  # some incident has duplicates
-                b.multi = [
-                    (start, stop)
-                    for start, stop in zip(cuts, [*cuts[1:], n], strict=True)
-                    if stop - start > 1
-                ]
+            # 8 bytes a cut instead of a list slot and an int object (40 bytes): a million
+            # alerts have some 700,000 incidents, all alive until the plan is built.
+            b.cuts = array("q", cuts) if len(cuts) > 1 else _ONE_CUT
 
     def no_markers(b: _Bucket) -> Sequence[datetime]:
         return ()
@@ -376,7 +382,10 @@ def _merge_groups(buckets: Sequence[_Bucket], policy: Policy) -> tuple[MergeGrou
     gap_reasons: dict[str, str] = {}
     texts: dict[str, str] = {}
     for b in buckets:
-        if not b.multi or not policy.plans(b.family):
+        if not policy.plans(b.family):
+            continue
+        multi = b.multi
+        if not multi:
             continue
         family, name, obj = b.family, b.name, b.subject.object
         fingerprint = f"{name}|{family}|{obj}"
@@ -387,7 +396,7 @@ def _merge_groups(buckets: Sequence[_Bucket], policy: Policy) -> tuple[MergeGrou
                 FAMILIES[family].split, policy.gap_for(family)
             )
         members, reasons = b.alerts, b.reasons
-        for start, stop in b.multi:
+        for start, stop in multi:
             canonical = members[start].id
             why = reasons.get(start)
             if why:
