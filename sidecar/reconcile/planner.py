@@ -427,6 +427,7 @@ _GROUP_ORDER = attrgetter("first_sent", "fingerprint", "canonical")
 
 #: One incident of a bucket: (bucket, start, stop) positions in its alerts.
 _Part = tuple[_Bucket, int, int]
+_NO_PARTS: array[int] = array("q")
 
 
 def _since(b: _Bucket, horizon: datetime | None) -> list[tuple[int, int]]:
@@ -503,9 +504,12 @@ def _ha_incidents(
     index = FailureIndex(starts, ends, keys, zones, window, [f[0].subject.object for f in failures])
     oldest = index.starts[0]
 
-    restarts: list[list[_Part]] = [[] for _ in failures]  # by position in index order
+    # By position in index order: (bucket number, start, stop) of each attributed restart,
+    # flat in an int64 array (a tuple each held 70 bytes, and a large history has 100,000s).
+    restarts: dict[int, array[int]] = {}
     unable: list[list[_Part]] = [[] for _ in failures]
-    for b in families.get(fp.HA_STARTING_VM, ()):
+    starting = families.get(fp.HA_STARTING_VM, ())
+    for number, b in enumerate(starting):
         vm = vms.find(b.subject.vm, b.subject.instance)
         zone = vm.zoneid if vm is not None else ""
         seen_on = {*vm_host_history.get(b.subject.instance, ())}
@@ -522,7 +526,10 @@ def _ha_incidents(
                 if len(found) != 1:
                     continue
                 pos = found[0]
-            restarts[pos].append((b, start, stop))
+            flat = restarts.get(pos)
+            if flat is None:
+                flat = restarts[pos] = array("q")
+            flat.extend((number, start, stop))
     for b in families.get(fp.UNABLE_TO_RESTART, ()):
         key = resolver.key(b.subject)
         for start, stop in _since(b, oldest):
@@ -533,7 +540,10 @@ def _ha_incidents(
     latest = {positions[-1] for positions in index.by_key.values()}
     out = []
     for pos, n in enumerate(index.order):
-        out.append(_ha_incident(failures[n], resolver.hosts_by_id.get(keys[n]), restarts[pos],
+        flat = restarts.pop(pos, _NO_PARTS)
+        attributed = [(starting[flat[k]], flat[k + 1], flat[k + 2])
+                      for k in range(0, len(flat), 3)]
+        out.append(_ha_incident(failures[n], resolver.hosts_by_id.get(keys[n]), attributed,
                                 unable[pos], is_latest=pos in latest, vms=vms, now=now,
                                 window=window))
     out.sort(key=lambda i: (i.started, i.host, i.incident_id))
