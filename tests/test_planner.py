@@ -11,6 +11,7 @@ import pytest
 
 from sidecar.cloudstack.models import Alert, Host, VirtualMachine
 from sidecar.reconcile import HostStateChange, Plan, Policy, Snapshot, build_plan
+from sidecar.reconcile.model import VmRestarts
 from sidecar.settings import Settings
 
 T0 = datetime(2025, 2, 11, 10, 0, tzinfo=UTC)
@@ -390,6 +391,16 @@ def test_restarts_are_counted_per_vm_and_double_restarts_are_flagged() -> None:
         ("db01", 1, "vm-i-2-15-VM"), ("web01", 2, "vm-i-2-14-VM")]
     assert incident.restarted_more_than_once == ("web01",)
     assert set(incident.alert_ids) == {a.id for a in alerts}
+
+
+def test_a_vm_restarted_alike_in_two_failures_shares_one_restart_record() -> None:
+    # Frozen and equal: one object, not a copy per failure (a large history has 100,000s).
+    alerts = [alert(down(), 0), alert(started("web01", "i-2-14-VM"), 60, USERVM),
+              alert(down(), 7200), alert(started("web01", "i-2-14-VM"), 7260, USERVM)]
+    vms = [vm("web01", "i-2-14-VM", "h-2")]
+    first, second = plan_of(alerts, hosts=[HOST1, HOST2], vms=vms, at=7300).ha_incidents
+    assert first.vms == second.vms == (VmRestarts("web01", "i-2-14-VM", 1, "vm-i-2-14-VM"),)
+    assert first.vms[0] is second.vms[0]
 
 
 def test_ha_enabled_vms_still_on_the_failed_host_are_backlog_after_the_delay() -> None:

@@ -538,6 +538,9 @@ def _ha_incidents(
                 unable[pos].append((b, start, stop))
 
     latest = {positions[-1] for positions in index.by_key.values()}
+    # Equal VmRestarts are one object: a VM restarted once in each of many failures would
+    # otherwise hold a 64-byte copy per failure (228,000 in a 1M-alert history).
+    shared: dict[tuple[str, str, int, str], VmRestarts] = {}
     out = []
     for pos, n in enumerate(index.order):
         flat = restarts.pop(pos, _NO_PARTS)
@@ -545,7 +548,7 @@ def _ha_incidents(
                       for k in range(0, len(flat), 3)]
         out.append(_ha_incident(failures[n], resolver.hosts_by_id.get(keys[n]), attributed,
                                 unable[pos], is_latest=pos in latest, vms=vms, now=now,
-                                window=window))
+                                window=window, shared=shared))
     out.sort(key=lambda i: (i.started, i.host, i.incident_id))
     return tuple(out)
 
@@ -560,6 +563,7 @@ def _ha_incident(
     vms: VmIndex,
     now: datetime,
     window: timedelta,
+    shared: dict[tuple[str, str, int, str], VmRestarts] | None = None,
 ) -> HAIncident:
     """One HAIncident: the affected VMs, their restarts, the backlog and the alerts."""
     b, start, stop = failure
@@ -609,15 +613,28 @@ def _ha_incident(
         last_seen=last[0],
         rounds=stop - start,
         duplicate_rounds=stop - start - 1,
-        vms=tuple(
-            VmRestarts(name, inst, tallies[(name, inst)][0], _vm_id(tallies[(name, inst)][1]))
-            for name, inst in names
-        ),
+        vms=tuple(_vm_restarts(name, inst, tallies[(name, inst)][0],
+                               _vm_id(tallies[(name, inst)][1]), shared)
+                  for name, inst in names),
         backlog=tuple(vm_labels(backlog)),
         restarted_more_than_once=tuple(vm_labels([k for k in names if tallies[k][0] > 1])),
         alert_ids=tuple(ids),
         host_state=host.state if host else "",
     )
+
+
+def _vm_restarts(
+    vm: str, instance: str, restarts: int, vm_id: str,
+    shared: dict[tuple[str, str, int, str], VmRestarts] | None,
+) -> VmRestarts:
+    """A VmRestarts, the one already made if ``shared`` holds an equal one (it is frozen)."""
+    if shared is None:
+        return VmRestarts(vm, instance, restarts, vm_id)
+    key = (vm, instance, restarts, vm_id)
+    found = shared.get(key)
+    if found is None:
+        found = shared[key] = VmRestarts(vm, instance, restarts, vm_id)
+    return found
 
 
 def _vm_id(vm: VirtualMachine | None) -> str:
