@@ -495,3 +495,16 @@ def test_summary_counts_every_alert_once() -> None:
     assert (s.groups, s.duplicates, s.untouched_unknown, s.untouched_suppressed) == (1, 1, 1, 2)
     assert sum(s.by_family.values()) == 6
     assert s.ha_incidents == 1
+
+
+def test_a_bucket_never_split_claims_no_duplicates() -> None:
+    # Fail safe: only split() says which alerts are copies; a bucket no rule has split (a
+    # family added without a plan step, say) must not read as one incident of copies.
+    from sidecar.reconcile import fingerprint as fp
+    from sidecar.reconcile.planner import _Bucket
+
+    bucket = _Bucket(HOST, fp.HOST_IS_DOWN, fp.parse_subject(down()))
+    bucket.alerts = [alert(down(), 0), alert(down(), 3), alert(down(), 6)]
+    assert bucket.multi == []
+    bucket.cuts = (0,)  # split: all three one incident
+    assert bucket.multi == [(0, 3)]

@@ -51,6 +51,8 @@ _SUPPRESSED = "suppressed"
 
 #: Shared defaults of every bucket (never mutated, only replaced).
 _ONE_CUT: list[int] = [0]
+#: The cuts of a split bucket whose alerts are all one incident (``_ONE_CUT`` means unsplit).
+_ONE_INCIDENT: tuple[int, ...] = (0,)
 _NO_REASONS: Mapping[int, set[str]] = MappingProxyType({})
 
 
@@ -77,7 +79,7 @@ class _Bucket:
         of 100,000s of buckets would cost 60 bytes an incident while the plan is built)."""
         n = len(self.alerts)
         cuts = self.cuts
-        if len(cuts) >= n:  # one alert per incident (or not split yet: fewer than 2 alerts)
+        if cuts is _ONE_CUT or len(cuts) >= n:  # never split, or one alert per incident
             return []
         return [(start, stop) for start, stop in zip(cuts, [*cuts[1:], n], strict=True)
                 if stop - start > 1]
@@ -270,7 +272,7 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index:
             )
             # 8 bytes a cut instead of a list slot and an int object (40 bytes): a million
             # alerts have some 700,000 incidents, all alive until the plan is built.
-            b.cuts = array("q", cuts) if len(cuts) > 1 else _ONE_CUT
+            b.cuts = array("q", cuts) if len(cuts) > 1 else _ONE_INCIDENT
 
     def no_markers(b: _Bucket) -> Sequence[datetime]:
         return ()
