@@ -77,12 +77,10 @@ class _Bucket:
     def multi(self) -> list[tuple[int, int]]:
         """(start, stop) of the incidents with duplicates (built when asked: kept, the pairs
         of 100,000s of buckets would cost 60 bytes an incident while the plan is built)."""
-        n = len(self.alerts)
         cuts = self.cuts
-        if cuts is _ONE_CUT or len(cuts) >= n:  # never split, or one alert per incident
+        if cuts is _ONE_CUT or len(cuts) >= len(self.alerts):  # unsplit, or one alert each
             return []
-        return [(start, stop) for start, stop in zip(cuts, [*cuts[1:], n], strict=True)
-                if stop - start > 1]
+        return [(start, stop) for start, stop in self.incidents() if stop - start > 1]
 
     @property
     def fingerprint(self) -> str:
@@ -565,7 +563,7 @@ def _ha_incident(
     vms: VmIndex,
     now: datetime,
     window: timedelta,
-    shared: dict[tuple[str, str, int, str], VmRestarts] | None = None,
+    shared: dict[tuple[str, str, int, str], VmRestarts],
 ) -> HAIncident:
     """One HAIncident: the affected VMs, their restarts, the backlog and the alerts."""
     b, start, stop = failure
@@ -627,11 +625,9 @@ def _ha_incident(
 
 def _vm_restarts(
     vm: str, instance: str, restarts: int, vm_id: str,
-    shared: dict[tuple[str, str, int, str], VmRestarts] | None,
+    shared: dict[tuple[str, str, int, str], VmRestarts],
 ) -> VmRestarts:
     """A VmRestarts, the one already made if ``shared`` holds an equal one (it is frozen)."""
-    if shared is None:
-        return VmRestarts(vm, instance, restarts, vm_id)
     key = (vm, instance, restarts, vm_id)
     found = shared.get(key)
     if found is None:
