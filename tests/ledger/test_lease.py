@@ -136,17 +136,24 @@ def _sidecar_loop(
     errors: list[BaseException],
 ) -> None:
     """One sidecar: every cycle contend for the lease; the leader acts, the others observe
-    (and try again, so a takeover can happen while a paused leader is still acting)."""
+    (and try again, so a takeover can happen while a paused leader is still acting).
+
+    A leader that stepped down sits the next cycle out without contending: otherwise whether
+    anyone else ever leads depends on which thread the barrier wakes first.
+    """
     rng = random.Random(index)
     led = 0
     sit_out = False
     try:
         for _ in range(cycles):
             barrier.wait(timeout=60)
-            token = None if sit_out else ledger.acquire_lease(30)
-            sit_out = False
+            live = [make_alert(d) for d in group.duplicates[:20] if cloud.is_live(d)]
+            if sit_out:
+                sit_out = False
+                ledger.observe_alerts(live, {}, clock())
+                continue
+            token = ledger.acquire_lease(30)
             if token is None:
-                live = [make_alert(d) for d in group.duplicates[:20] if cloud.is_live(d)]
                 ledger.observe_alerts(live, {}, clock())
                 token = ledger.acquire_lease(30)
                 if token is None:
