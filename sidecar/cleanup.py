@@ -24,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sidecar.cloudstack import fanout
 from sidecar.cloudstack.models import parse_cs_date
 from sidecar.errors import UserError
 from sidecar.progress import Reporter
@@ -135,7 +136,7 @@ async def live_counts(cs: CloudStackClient, names: Iterable[str]) -> dict[str, i
         body = await cs.request("listAlerts", {"name": name, "page": 1, "pagesize": 1})
         return name, int(body.get("count", 0))
 
-    return dict(await asyncio.gather(*(one(n) for n in names)))
+    return dict(await fanout.gather(*(one(n) for n in names)))
 
 
 @dataclass

@@ -8,7 +8,6 @@ rows (bounded), and says whether it can be trusted as complete.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections import Counter
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sidecar.cloudstack import fanout
 from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.errors import ParameterError
 from sidecar.cloudstack.models import Alert, Host, VirtualMachine, parse_cs_date
@@ -248,7 +248,7 @@ async def list_alerts_of_name(
         alerts = list({a.id: a for a in map(Alert.from_api, rows)}.values())
         return alerts, info.consistent, info.count or len(alerts), info.pages
     last = max(1, math.ceil(count / size))
-    await asyncio.gather(*(page(n) for n in range(2, last + 1)))
+    await fanout.gather(*(page(n) for n in range(2, last + 1)))
     # Alerts may have arrived while we paged: go on until a short page.
     number = max(pages)
     while pages[number].rows == size:
@@ -271,7 +271,7 @@ async def list_alerts_of_name(
             break
         windows = {w for g in short if (w := window_of(g.start, g.stop))}
         whole = sorted({n for g in short if not window_of(g.start, g.stop) for n in g.pages})
-        await asyncio.gather(
+        await fanout.gather(
             *(page(n, width, edge_of=False) for n, width in sorted(windows)),
             *(page(n) for n in whole),
         )
@@ -292,7 +292,7 @@ async def list_alerts_by_name(
 ) -> AlertListing:
     """List every live alert of ``names`` (one listing per name, pages concurrently)."""
     names = list(names)
-    results = await asyncio.gather(
+    results = await fanout.gather(
         *(list_alerts_of_name(client, n, on_page=on_page) for n in names)
     )
     listing = AlertListing()
@@ -346,7 +346,7 @@ async def list_new_alerts(
         return found
 
     names = list(names)
-    results = await asyncio.gather(*(one(n) for n in names))
+    results = await fanout.gather(*(one(n) for n in names))
     return dict(zip(names, results, strict=True))
 
 
@@ -360,7 +360,7 @@ async def list_vms_of_hosts(
 ) -> dict[str, list[VirtualMachine]]:
     """VMs still recorded on each of the given hosts (those HA must restart elsewhere)."""
     ids = sorted(set(host_ids))
-    results = await asyncio.gather(*(client.list_virtual_machines(hostid=h) for h in ids))
+    results = await fanout.gather(*(client.list_virtual_machines(hostid=h) for h in ids))
     return dict(zip(ids, results, strict=True))
 
 

@@ -13,7 +13,7 @@ import respx
 
 from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.config import CloudStackConfig
-from sidecar.cloudstack.errors import ParameterError
+from sidecar.cloudstack.errors import NotJsonError, ParameterError
 from sidecar.settings import Settings
 
 ENDPOINT = "http://127.0.0.1:8080/client/api"
@@ -311,3 +311,49 @@ def test_the_page_iterator_of_an_empty_list_yields_nothing(mock):
             return [p async for p in cs.iter_pages("listAlerts", "alert")]
 
     assert asyncio.run(go()) == []
+
+
+class OnePageBreaks(httpx.AsyncBaseTransport):
+    """Page 1 has the count, page 2 is a login page, every other page waits until cancelled."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.in_flight = 0
+        self.cancelled = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        if page == 1:
+            return self.table(request)
+        if page == 2:
+            await asyncio.sleep(0)  # let the other pages start first
+            html = {"content-type": "text/html"}
+            return httpx.Response(200, text="<html>login</html>", headers=html)
+        self.in_flight += 1
+        try:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable: nothing sets the event")
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.in_flight -= 1
+
+
+def test_a_page_that_fails_stops_the_other_pages_before_the_listing_raises():
+    transport = OnePageBreaks(Table(5 * 500))
+    client = CloudStackClient(
+        CloudStackConfig(endpoint=ENDPOINT, key="page-test-key", secret="page-test-secret"),
+        settings=Settings(max_concurrency=4, requests_per_second=1000.0),
+        transport=transport,
+        sleep=_no_sleep,
+    )
+
+    async def go() -> int:
+        async with client as cs:
+            with pytest.raises(NotJsonError):
+                await cs.list_all_with_info("listAlerts", "alert")
+            return transport.in_flight  # requests still talking to the server now
+
+    assert asyncio.run(go()) == 0
+    assert transport.cancelled >= 1  # some pages were in flight, and they were stopped

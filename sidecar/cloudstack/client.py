@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from sidecar.cloudstack import fanout
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.errors import (
     CloudStackError,
@@ -483,7 +484,7 @@ class CloudStackClient:
         pages: dict[int, _Page] = {1: first}
         if len(first.rows) == size and first.count is not None and first.count > size:
             last = math.ceil(first.count / size)
-            fetched = await asyncio.gather(
+            fetched = await fanout.gather(
                 *(self._page(command, list_key, base, p, on_page) for p in range(2, last + 1))
             )
             pages.update(zip(range(2, last + 1), fetched, strict=True))

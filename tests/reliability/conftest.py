@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import subprocess
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,22 +18,6 @@ from reliakit import (
     server_database,
     sqlite_url,
 )
-
-
-@pytest.fixture(autouse=True)
-def collect_abandoned_coroutines() -> Iterator[None]:
-    """Collect garbage at the end of each test, here, where it is harmless.
-
-    A request abandoned mid-connect (a cycle failing while sibling requests connect) can leave
-    anyio's ``connect_tcp.<locals>.try_connect`` coroutine unawaited. Finalised later by an
-    automatic collection inside arbitrary code (e.g. a frame built by ``exec`` without
-    builtins), its "never awaited" warning fails as an unraisable ``KeyError('__import__')``
-    in whichever test happens to be running then. See the report to the lead.
-    """
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        gc.collect()
 
 
 @pytest.fixture(scope="session")

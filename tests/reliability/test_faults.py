@@ -44,11 +44,6 @@ from sidecar.service import Service
 from sidecar.settings import Settings
 from sidecar.simulator import Simulator
 
-# These tests abandon requests mid-connect on purpose; the unawaited anyio coroutine that can
-# leave is collected by conftest.collect_abandoned_coroutines, and its finaliser's noise is not
-# a failure of the sidecar (it is reported to the lead).
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 #: Every command a cleanup or a service cycle sends.
 CLEANUP_COMMANDS = ("listCapabilities", "listHosts", "listVirtualMachines", "listAlerts",
                     "archiveAlerts")
