@@ -6,8 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+# No per-example deadline: a garbage collection or a busy CI core would fail a property that
+# holds. Speed is measured in bench/, not here.
+settings.register_profile("sidecar", deadline=None)
+settings.load_profile("sidecar")
 
 
 @pytest.fixture(autouse=True)

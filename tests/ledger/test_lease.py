@@ -195,6 +195,7 @@ def test_several_sidecars_sharing_one_ledger_archive_each_alert_exactly_once(
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a sidecar hung"
     assert not errors, errors
     # A final leader finishes whatever is left (as the next cycle of any sidecar would).
     final = ledgers[0]

@@ -186,6 +186,7 @@ def test_sidecars_starting_together_on_an_empty_database_migrate_it_once(db: str
     for thread in threads:
         thread.join(timeout=120)
 
+    assert not any(t.is_alive() for t in threads), "a migration hung"
     assert errors == []
     assert revisions == ["0003"] * 3
 

@@ -162,7 +162,9 @@ def run_trial(
             pid_known.set()
             timer = None
             if mode == "timer":
-                timer = threading.Timer(rng.uniform(0.0, calibration.seconds), child.kill)
+                # Within the first half of a calibrated run: a trial that finishes before its timer
+                # is not a kill, and a warm trial can be quicker than the calibration.
+                timer = threading.Timer(rng.uniform(0.0, 0.5 * calibration.seconds), child.kill)
                 timer.start()
             first = zygote.wait(child)
             if timer is not None:

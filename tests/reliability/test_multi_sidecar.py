@@ -127,6 +127,7 @@ def test_two_cleanups_at_once_on_one_ledger_never_repeat_an_action(ledger_url: s
             t.start()
         for t in threads:
             t.join(timeout=120)
+        assert all(attempt is not None for attempt in attempts), "a cleanup hung or raised"
         for attempt in attempts:
             error = getattr(attempt, "error", None)
             # The loser of the lease stops with the one-line lease message; nothing else.

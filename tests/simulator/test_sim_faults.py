@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -88,15 +90,27 @@ def test_a_reset_drops_the_connection(served: Served) -> None:
     assert client.get("listZones").status_code == 200
 
 
+def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait for another thread to make ``condition`` true; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the simulator never got there"
+        threading.Event().wait(0.01)
+
+
 def test_a_hung_answer_times_the_client_out_until_released(served: Served) -> None:
     sim, client = served
     fault = sim.faults.add("hang", command="listAlerts", seconds=30)
-    impatient = httpx.Client(timeout=0.3)
+    # Only the read is impatient: a connect slowed by a loaded machine is not what we test.
+    impatient = httpx.Client(timeout=httpx.Timeout(10.0, read=0.3))
     try:
         with pytest.raises(httpx.ReadTimeout):
             impatient.get(f"{client.endpoint}?{httpx.QueryParams(client.signed('listAlerts'))}")
     finally:
         impatient.close()
+    # The server thread may reach the request after the client gave up: wait for it (a hang
+    # that never fires still fails here).
+    _wait_for(lambda: fault.fired > 0)
     assert fault.fired == 1
     fault.remove()
     sim.faults.release_hung()
@@ -118,8 +132,7 @@ def test_a_hung_answer_does_not_keep_the_server_from_stopping() -> None:
 
     caller = threading.Thread(target=call)
     caller.start()
-    while sim.stats.inflight == 0:  # wait for the request to reach the server
-        threading.Event().wait(0.01)
+    _wait_for(lambda: sim.stats.inflight > 0)  # the request has reached the server
     sim.stop()
     caller.join(timeout=10)
     client.close()
