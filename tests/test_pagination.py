@@ -24,11 +24,12 @@ async def _no_sleep(seconds: float) -> None:
     return None
 
 
-def make_client(**overrides) -> CloudStackClient:
+def make_client(transport: httpx.AsyncBaseTransport | None = None, **overrides) -> CloudStackClient:
     values = {"requests_per_second": 1000.0, **overrides}
     return CloudStackClient(
         CloudStackConfig(endpoint=ENDPOINT, key="page-test-key", secret="page-test-secret"),
         settings=Settings(**values),
+        transport=transport,
         sleep=_no_sleep,
     )
 
@@ -204,13 +205,7 @@ class CountingTransport(httpx.AsyncBaseTransport):
 def test_pages_are_fetched_concurrently_within_the_bound():
     table = Table(5 * 500 + 1)
     transport = CountingTransport(table)
-    client = CloudStackClient(
-        CloudStackConfig(endpoint=ENDPOINT, key="page-test-key", secret="page-test-secret"),
-        settings=Settings(max_concurrency=3, requests_per_second=1000.0),
-        transport=transport,
-        sleep=_no_sleep,
-    )
-    rows, _ = list_all(client)
+    rows, _ = list_all(make_client(transport, max_concurrency=3))
     assert len(rows) == 2501
     assert transport.max_in_flight == 3  # parallel, but never more than max_concurrency
     assert sorted(p for p, _ in table.pages) == [1, 2, 3, 4, 5, 6]
@@ -313,12 +308,11 @@ def test_the_page_iterator_of_an_empty_list_yields_nothing(mock):
     assert asyncio.run(go()) == []
 
 
-class OnePageBreaks(httpx.AsyncBaseTransport):
+class OnePageBreaks(CountingTransport):
     """Page 1 has the count, page 2 is a login page, every other page waits until cancelled."""
 
     def __init__(self, table: Table) -> None:
-        self.table = table
-        self.in_flight = 0
+        super().__init__(table)
         self.cancelled = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -342,12 +336,7 @@ class OnePageBreaks(httpx.AsyncBaseTransport):
 
 def test_a_page_that_fails_stops_the_other_pages_before_the_listing_raises():
     transport = OnePageBreaks(Table(5 * 500))
-    client = CloudStackClient(
-        CloudStackConfig(endpoint=ENDPOINT, key="page-test-key", secret="page-test-secret"),
-        settings=Settings(max_concurrency=4, requests_per_second=1000.0),
-        transport=transport,
-        sleep=_no_sleep,
-    )
+    client = make_client(transport, max_concurrency=4)
 
     async def go() -> int:
         async with client as cs:
