@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/cloudstack-sidecar demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check sidecar tests bench
+	$(BIN)/ruff check sidecar cloudstack_simulator tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sidecar.simulator import Simulator, compute_signature
+from cloudstack_simulator import Simulator, compute_signature
 
 
 def _serve(alerts: int, conn: Any) -> None:

@@ -1,8 +1,8 @@
 """Benchmark the service's steady state on a large cloud: calls, bytes and CPU per cycle.
 
 The simulator (2,000 hosts, 40,000 VMs, 200,000 alerts by default; 10 ms per call) runs in its
-own process; ``sidecar.service.Service`` runs here, in-process, because it keeps its state
-(the last 24 h of alerts, the VMs of failed hosts) between cycles. Each cycle is measured on
+own process; ``sidecar.ops.service.cycle.Service`` runs here, in-process, because it keeps its
+state (the last 24 h of alerts, the VMs of failed hosts) between cycles. Each cycle is measured on
 its own: API calls and bytes from the simulator's stats (reset before the cycle), CPU with
 ``time.process_time()`` around ``run_cycle()`` (this process does nothing else meanwhile), and
 the part of it the cyclic GC took (``gc_ms``: a full collection walks every live object, about
@@ -91,8 +91,8 @@ def run(hosts: int, vms_per_host: int, alerts: int, quiet: int, workdir: Path) -
     with SimProcess(workdir / "sim", alerts=alerts, hosts=hosts,
                     vms_per_host=vms_per_host) as sim:  # fmt: skip
         os.environ.update(client_env(sim, workdir / "ledger.sqlite3"))
-        from sidecar.runtime import load_context
-        from sidecar.service import Service
+        from sidecar.ops.context import load_context
+        from sidecar.ops.service.cycle import Service
 
         service = Service(load_context(), dry_run=False)
         try:

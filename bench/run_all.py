@@ -520,7 +520,8 @@ def _steady_section(steady: dict[str, Any] | None) -> list[str]:
     if "error" in steady:
         return [*lines, f"bench/bench_steady.py failed: {steady['error'][:500]}"]
     lines += [
-        f"`bench/bench_steady.py`: `sidecar.service.Service(ctx, dry_run=False).run_cycle()` "
+        "`bench/bench_steady.py`: "
+        "`sidecar.ops.service.cycle.Service(ctx, dry_run=False).run_cycle()` "
         f"in-process against a simulator of {steady['hosts']:,} hosts, {steady['vms']:,} VMs "
         f"and {steady['alerts']:,} alerts ({_n(steady['live_alerts'])} live) in its own "
         f"process. Calls and bytes from the simulator's stats (reset before each cycle), CPU "

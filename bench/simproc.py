@@ -3,7 +3,7 @@
 The simulator runs as ``cloudstack-sidecar simulator`` in a process of its own (so it never
 shares a GIL or an rusage with what is measured). Its request stats, live counts and ground
 truth come from its non-API control routes (``GET /_sim/stats``, ``POST /_sim/scenario``, see
-``sidecar/simulator/server.py``) and from ``--stats-file`` when it stops. Every process started
+``cloudstack_simulator/server.py``) and from ``--stats-file`` when it stops. Every process started
 here is stopped here, by its pid, within a bounded time.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 #: Per-call latency injected into every simulated API call (the issue's 10 ms).
 LATENCY_MS = 10.0
-#: The alert names the sidecar lists (sidecar.constants.DEDUP_ELIGIBLE_NAMES, sorted).
+#: The alert names the sidecar lists (sidecar.model.constants.DEDUP_ELIGIBLE_NAMES, sorted).
 HA_NAMES = (
     "ALERT.COMPUTE.HOST",
     "ALERT.HA.ACTION",

@@ -1,6 +1,6 @@
 """``python -m sidecar``."""
 
-from sidecar.cli import main
+from sidecar.cli.app import main
 
 if __name__ == "__main__":
     main()

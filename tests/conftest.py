@@ -53,7 +53,7 @@ def restore_logging() -> Iterator[None]:
     names = ("httpx", "httpcore", "apscheduler", "alembic", "sidecar")
     levels = {n: logging.getLogger(n).level for n in names}
     yield
-    # Only the handlers sidecar.logs.setup_logging installed (pytest's own come and go).
+    # Only the handlers sidecar.support.logs.setup_logging installed (pytest's own come and go).
     for handler in [h for h in root.handlers if h not in handlers]:
         if getattr(handler, "_sidecar_handler", False):
             root.removeHandler(handler)

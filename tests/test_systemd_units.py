@@ -2,7 +2,7 @@
 """The systemd units pass ``systemd-analyze verify`` and score 2.0 or less on ``security``;
 the settings example documents every setting.
 
-Regenerate systemd/sidecar.toml.example after changing sidecar/settings.py:
+Regenerate systemd/sidecar.toml.example after changing sidecar/support/settings.py:
     .venv/bin/python tests/test_systemd_units.py
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.settings import Settings, describe_settings, load_settings
+from sidecar.support.settings import Settings, describe_settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "systemd"
@@ -46,7 +46,7 @@ EXAMPLE_HEADER = """\
 # ledger_url may carry a database password. CloudStack credentials are not here: they are
 # in cloudstack.ini (cs conventions).
 #
-# Generated from sidecar/settings.py by tests/test_systemd_units.py; do not edit by hand.
+# Generated from sidecar/support/settings.py by tests/test_systemd_units.py; do not edit by hand.
 
 [sidecar]
 """

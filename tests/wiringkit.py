@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
+from cloudstack_simulator import Simulator
 from sidecar.cloudstack.config import CloudStackConfig
-from sidecar.runtime import Context
-from sidecar.settings import Settings
-from sidecar.simulator import Simulator
+from sidecar.ops.context import Context
+from sidecar.support.settings import Settings
 
 #: The CLI as a separate process (its own interpreter, like an operator's shell).
-APP = "import sys; from sidecar.cli import main; sys.exit(main())"
+APP = "import sys; from sidecar.cli.app import main; sys.exit(main())"
 
 #: Settings that keep tests fast without changing behaviour: the simulator is local, so the
 #: 20 req/s politeness limit and half-second retry backoffs only cost wall time.
@@ -85,7 +85,7 @@ def run_cli(
     args: Sequence[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> Outcome:
     """Run ``cloudstack-sidecar args`` in this process through the real entry point."""
-    from sidecar.cli import main
+    from sidecar.cli.app import main
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -1,22 +1,19 @@
-"""Async CloudStack API client: signing, limits, retries, pagination, typed helpers.
+"""Async CloudStack API client: signing, limits, retries and typed helpers (paging: paging.py).
 
-One client holds one ``httpx.AsyncClient``; every call goes through the same rate limiter
-(``Settings.requests_per_second``) and concurrency bound (``Settings.max_concurrency``).
-Reads (``list*``/``get*``/``query*``/``find*``) go by GET and are retried on 5xx, 429 and
-transport errors; everything else is POSTed and retried only when the caller says it is
-idempotent, or after a 429 (the rate-limit checker rejects a call before it runs).
+One client holds one ``httpx.AsyncClient``; every call goes through the same rate limiter and
+concurrency bound of its ``ClientLimits``. Reads (``list*``/``get*``/``query*``/``find*``) go
+by GET and are retried on 5xx, 429 and transport errors; everything else is POSTed and retried
+only when the caller says it is idempotent, or after a 429 (the rate-limit checker rejects a
+call before it runs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
-import re
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -24,19 +21,17 @@ from typing import Any
 
 import httpx
 
-from sidecar.cloudstack import fanout
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.errors import (
     CloudStackError,
-    JobTimeoutError,
     NotJsonError,
-    ParameterError,
     ServerError,
     ThrottledError,
     TransportError,
     api_error,
 )
-from sidecar.cloudstack.models import Alert, AsyncJob, Event, Host, VirtualMachine
+from sidecar.cloudstack.limits import ClientLimits
+from sidecar.cloudstack.paging import ListInfo, Paging
 from sidecar.cloudstack.ratelimit import RateLimiter, Start
 from sidecar.cloudstack.signing import (
     AUTH_PARAMS,
@@ -46,9 +41,10 @@ from sidecar.cloudstack.signing import (
     flatten_params,
     java_urlencode,
 )
-from sidecar.constants import HTTP_INTERNAL_ERROR, MAX_PAGE_SIZE, STATE_CHANGING_PREFIXES_READ
-from sidecar.redact import install_log_redaction, register_secret
-from sidecar.settings import Settings
+from sidecar.cloudstack.stats import CallStats
+from sidecar.model.constants import HTTP_INTERNAL_ERROR, STATE_CHANGING_PREFIXES_READ
+from sidecar.model.resources import Alert, Host, VirtualMachine
+from sidecar.support.redact import install_log_redaction, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +54,8 @@ MAX_GET_QUERY = 4096
 _SIGNING_OVERHEAD = 160
 #: Upper bound of one backoff sleep.
 BACKOFF_CAP = 30.0
-#: Default wait between ``queryAsyncJobResult`` polls (cs uses 2 s).
-JOB_POLL_INTERVAL = 2.0
 _JSON_TYPES = ("application/json", "text/javascript")
 #: 431 text when ``pagesize`` exceeds the server's ``default.page.size``.
-_MAX_PAGE_SIZE_TEXT = re.compile(r"max allowed page size value: (\d+)")
 #: Request extension that carries a call's :class:`_Attempt` to the request hook.
 _ATTEMPT = "sidecar.attempt"
 
@@ -70,74 +63,6 @@ _ATTEMPT = "sidecar.attempt"
 def is_read_command(command: str) -> bool:
     """True for ``list*``, ``get*``, ``query*``, ``find*``: safe to GET and to retry."""
     return command.startswith(STATE_CHANGING_PREFIXES_READ)
-
-
-@dataclass
-class CallStats:
-    """What one client did: calls by (command, status), bytes, retries, peak concurrency."""
-
-    calls: Counter[tuple[str, int]] = field(default_factory=Counter)
-    bytes_received: int = 0
-    retries: int = 0
-    max_concurrent: int = 0
-    in_flight: int = 0
-    seconds: float = 0.0
-    rate_limited_seconds: float = 0.0
-
-    @property
-    def total(self) -> int:
-        """Number of HTTP requests sent (including failed and retried ones)."""
-        return sum(self.calls.values())
-
-    def count(self, command: str | None = None, status: int | None = None) -> int:
-        """Requests of ``command`` (any if None) that ended with ``status`` (any if None)."""
-        return sum(
-            n
-            for (cmd, st), n in self.calls.items()
-            if (command is None or cmd == command) and (status is None or st == status)
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready summary (status 0 = transport error)."""
-        return {
-            "calls": [
-                {"command": cmd, "status": st, "count": n}
-                for (cmd, st), n in sorted(self.calls.items())
-            ],
-            "total": self.total,
-            "bytes_received": self.bytes_received,
-            "retries": self.retries,
-            "max_concurrent": self.max_concurrent,
-            "seconds": round(self.seconds, 3),
-            "rate_limited_seconds": round(self.rate_limited_seconds, 3),
-        }
-
-
-@dataclass(frozen=True)
-class ListInfo:
-    """How a full listing went; ``consistent`` False means rows may have been missed."""
-
-    command: str
-    pages: int
-    count: int | None
-    counts_seen: tuple[int, ...]
-    rows: int
-    duplicates: int
-
-    @property
-    def consistent(self) -> bool:
-        """Count stable across pages, no row seen twice, and every counted row held."""
-        return (
-            len(set(self.counts_seen)) <= 1
-            and self.duplicates == 0
-            and self.rows >= (self.count or 0)
-        )
-
-
-@dataclass
-class _Page:
-    rows: list[dict[str, Any]]
-    count: int | None
 
 
 @dataclass
@@ -153,21 +78,14 @@ class _Attempt:
             start.settle()
 
 
-def _count(inner: Mapping[str, Any]) -> int | None:
-    try:
-        return int(inner["count"])
-    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: 1e999 is inf
-        return None
-
-
-class CloudStackClient:
+class CloudStackClient(Paging):
     """Async CloudStack API client; use as ``async with CloudStackClient(config) as cs:``."""
 
     def __init__(
         self,
         config: CloudStackConfig,
         *,
-        settings: Settings | None = None,
+        limits: ClientLimits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_call: Callable[[str, int, float], None] | None = None,
@@ -176,9 +94,9 @@ class CloudStackClient:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.settings = settings if settings is not None else Settings()
+        self.limits = limits if limits is not None else ClientLimits()
         self.endpoint = config.endpoint
-        self.timeout = self.settings.request_timeout if settings is not None else config.timeout
+        self.timeout = self.limits.request_timeout or config.timeout
         self.stats = CallStats()
         self.clock_skew: float | None = None
         self._transport = transport
@@ -193,8 +111,8 @@ class CloudStackClient:
             expires_in=config.expiration,
             now=lambda: datetime.fromtimestamp(self._wall_clock(), UTC),
         )
-        self._limiter = RateLimiter(self.settings.requests_per_second, clock=clock, sleep=sleep)
-        self._semaphore = asyncio.Semaphore(self.settings.max_concurrency)
+        self._limiter = RateLimiter(self.limits.requests_per_second, clock=clock, sleep=sleep)
+        self._semaphore = asyncio.Semaphore(self.limits.max_concurrency)
         self._http: httpx.AsyncClient | None = None
         register_secret(config.key, config.secret)
         # httpx logs every request URL (apiKey, signature) at INFO.
@@ -218,7 +136,7 @@ class CloudStackClient:
 
     def _ensure_http(self) -> httpx.AsyncClient:
         if self._http is None:
-            limit = self.settings.max_concurrency
+            limit = self.limits.max_concurrency
             self._http = httpx.AsyncClient(
                 auth=self._signer,
                 transport=self._transport,
@@ -378,7 +296,7 @@ class CloudStackClient:
 
     def _backoff(self, attempt: int) -> float:
         """Capped exponential backoff with jitter (half to full of the nominal delay)."""
-        nominal = min(BACKOFF_CAP, self.settings.retry_backoff * (2**attempt))
+        nominal = min(BACKOFF_CAP, self.limits.retry_backoff * (2**attempt))
         return nominal * self._rng.uniform(0.5, 1.0)
 
     async def request(
@@ -395,14 +313,14 @@ class CloudStackClient:
             except ThrottledError as exc:
                 # The rate-limit checker rejects a call before it runs, so even a write may be
                 # resent. Everyone waits (via the limiter) until the named time has passed.
-                if attempt >= self.settings.max_retries:
+                if attempt >= self.limits.max_retries:
                     raise
                 wait = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 self._limiter.pause_for(wait)  # the retry sleeps in the limiter, not here
                 reason: CloudStackError = exc
             except (ServerError, TransportError, NotJsonError) as exc:
                 retryable = not isinstance(exc, NotJsonError) or exc.status >= 500
-                if not (may_retry and retryable) or attempt >= self.settings.max_retries:
+                if not (may_retry and retryable) or attempt >= self.limits.max_retries:
                     raise
                 delay = self._backoff(attempt)
                 reason = exc
@@ -413,153 +331,13 @@ class CloudStackClient:
             log.info(
                 "retry %d/%d of %s in %.1f s: %s",
                 attempt,
-                self.settings.max_retries,
+                self.limits.max_retries,
                 command,
                 delay or wait,
                 reason.detail,
             )
             if delay > 0:
                 await self._sleep(delay)
-
-    # -- pagination -----------------------------------------------------------------------
-
-    def _paging_params(self, params: Mapping[str, Any] | None) -> tuple[dict[str, str], int]:
-        base = flatten_params(params)
-        base.pop("page", None)
-        try:
-            size = int(base.get("pagesize", MAX_PAGE_SIZE))
-        except ValueError:
-            size = MAX_PAGE_SIZE
-        size = MAX_PAGE_SIZE if size <= 0 else min(size, MAX_PAGE_SIZE)
-        base["pagesize"] = str(size)
-        return base, size
-
-    async def _first_page(
-        self,
-        command: str,
-        list_key: str,
-        base: dict[str, str],
-        on_page: Callable[[int], None] | None,
-    ) -> tuple[_Page, int]:
-        """Page 1; if the server's ``default.page.size`` is below ours, adopt it once."""
-        try:
-            return await self._page(command, list_key, base, 1, on_page), int(base["pagesize"])
-        except ParameterError as exc:
-            match = _MAX_PAGE_SIZE_TEXT.search(exc.errortext)
-            if not match or int(match.group(1)) <= 0:
-                raise
-            size = int(match.group(1))
-            log.info("%s: the server allows at most %d rows per page", command, size)
-            base["pagesize"] = str(size)
-            return await self._page(command, list_key, base, 1, on_page), size
-
-    async def _page(
-        self,
-        command: str,
-        list_key: str,
-        base: Mapping[str, str],
-        page: int,
-        on_page: Callable[[int], None] | None = None,
-    ) -> _Page:
-        # ``{}`` = no rows at all; ``{"count": N}`` without the list key = past the end.
-        inner = await self.request(command, {**base, "page": str(page)})
-        rows = inner.get(list_key) or []
-        if not isinstance(rows, list):
-            rows = []
-        if on_page is not None:
-            on_page(len(rows))
-        return _Page([r for r in rows if isinstance(r, dict)], _count(inner))
-
-    async def list_all_with_info(
-        self,
-        command: str,
-        list_key: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        on_page: Callable[[int], None] | None = None,
-    ) -> tuple[list[dict[str, Any]], ListInfo]:
-        """Every row of a list command (de-duplicated by id) and how consistent it was."""
-        base, _ = self._paging_params(params)
-        first, size = await self._first_page(command, list_key, base, on_page)
-        pages: dict[int, _Page] = {1: first}
-        if len(first.rows) == size and first.count is not None and first.count > size:
-            last = math.ceil(first.count / size)
-            fetched = await fanout.gather(
-                *(self._page(command, list_key, base, p, on_page) for p in range(2, last + 1))
-            )
-            pages.update(zip(range(2, last + 1), fetched, strict=True))
-        # Rows may have been added while we paged: go on while the last page was full and the
-        # newest count says there is more (no extra empty page when the total is a multiple
-        # of the page size).
-        number = max(pages)
-        while len(pages[number].rows) == size:
-            latest = pages[number].count
-            if latest is not None and number * size >= latest:
-                break
-            number += 1
-            pages[number] = await self._page(command, list_key, base, number, on_page)
-        rows: list[dict[str, Any]] = []
-        seen: set[Any] = set()
-        duplicates = 0
-        for number in sorted(pages):
-            for row in pages[number].rows:
-                row_id = row.get("id")
-                if row_id is not None:
-                    if row_id in seen:
-                        duplicates += 1
-                        continue
-                    seen.add(row_id)
-                rows.append(row)
-        counts = tuple(p.count for _, p in sorted(pages.items()) if p.count is not None)
-        info = ListInfo(
-            command=command,
-            pages=len(pages),
-            count=counts[-1] if counts else None,
-            counts_seen=counts,
-            rows=len(rows),
-            duplicates=duplicates,
-        )
-        if not info.consistent:
-            log.info(
-                "%s changed while paging (counts %s, %d duplicate rows, %d rows held)",
-                command,
-                sorted(set(counts)),
-                duplicates,
-                len(rows),
-            )
-        return rows, info
-
-    async def list_all(
-        self, command: str, list_key: str, params: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Every row of a list command, de-duplicated by id."""
-        rows, _ = await self.list_all_with_info(command, list_key, params)
-        return rows
-
-    async def iter_pages(
-        self, command: str, list_key: str, params: Mapping[str, Any] | None = None
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Yield page after page (rows not seen on earlier pages), so a caller can stop early."""
-        base, _ = self._paging_params(params)
-        page, size = await self._first_page(command, list_key, base, None)
-        seen: set[Any] = set()
-        number = 1
-        while True:
-            if number > 1:
-                page = await self._page(command, list_key, base, number)
-            fresh = []
-            for row in page.rows:
-                row_id = row.get("id")
-                if row_id is not None:
-                    if row_id in seen:
-                        continue
-                    seen.add(row_id)
-                fresh.append(row)
-            if fresh:
-                yield fresh
-            if len(page.rows) < size:
-                return
-            number += 1
 
     # -- typed helpers --------------------------------------------------------------------
 
@@ -595,11 +373,6 @@ class CloudStackClient:
                 endpoint=self.endpoint,
             )
 
-    async def list_events(self, **params: Any) -> list[Event]:
-        """Events of every account (``listall=true``), newest first."""
-        rows = await self.list_all("listEvents", "event", {"listall": True, **params})
-        return [Event.from_api(r) for r in rows]
-
     async def capabilities(self) -> dict[str, Any]:
         """The ``capability`` object of ``listCapabilities``."""
         inner = await self.request("listCapabilities")
@@ -622,31 +395,6 @@ class CloudStackClient:
             if isinstance(api, Mapping) and api.get("name")
         }
 
-    async def wait_for_job(
-        self, jobid: str, *, deadline: float, poll_interval: float = JOB_POLL_INTERVAL
-    ) -> AsyncJob:
-        """Poll ``queryAsyncJobResult`` until the job ends (status 1/2/3) or ``deadline`` s pass.
-
-        Returns the finished job whatever its status; raises JobTimeoutError on the deadline.
-        """
-        started = self._clock()
-        waited = 0.0
-        while True:
-            inner = await self.request("queryAsyncJobResult", {"jobid": jobid})
-            job = AsyncJob.from_api({"jobid": jobid, **inner})
-            if job.done:
-                return job
-            # Count both the clock and our own sleeps, so a fake sleep still ends the loop.
-            elapsed = max(self._clock() - started, waited)
-            if elapsed + poll_interval > deadline:
-                raise JobTimeoutError(
-                    f"async job {jobid} still pending after {elapsed:.0f} s "
-                    f"(deadline {deadline:.0f} s): check it with queryAsyncJobResult",
-                    command="queryAsyncJobResult",
-                    endpoint=self.endpoint,
-                )
-            waited += poll_interval
-            await self._sleep(poll_interval)
 
 
 __all__ = [

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sidecar.errors import ConfigError
-from sidecar.redact import register_secret
+from sidecar.support.errors import ConfigError
+from sidecar.support.redact import register_secret
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Errors of CloudStack calls: one line each, naming the command and the endpoint host.
 
 Messages never contain the API key, secret or signature: every text passes through
-``sidecar.redact.redact`` and only the endpoint's host (no query, no user info) is named.
+``sidecar.support.redact.redact`` and only the endpoint's host (no query, no user info) is named.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from sidecar.constants import (
+from sidecar.model.constants import (
     HTTP_ACCOUNT_ERROR,
     HTTP_API_DISABLED,
     HTTP_MALFORMED,
@@ -19,7 +19,7 @@ from sidecar.constants import (
     HTTP_THROTTLED,
     HTTP_UNAUTHORIZED,
 )
-from sidecar.redact import redact
+from sidecar.support.redact import redact
 
 #: 511: the user must complete two-factor authentication first.
 _HTTP_2FA_REQUIRED = 511
@@ -58,8 +58,6 @@ def describe_skew(skew: float | None) -> str:
 
 class CloudStackError(Exception):
     """Base of every CloudStack call failure; ``str()`` is one secret-free line."""
-
-    exit_code: int = 5
 
     def __init__(self, detail: str, *, command: str = "", endpoint: str = "") -> None:
         self.detail = _one_line(detail)
@@ -210,10 +208,6 @@ class AccountPermissionError(ApiError):
     hint = "the account lacks permission for this resource: use a root-admin based role"
 
 
-class JobTimeoutError(CloudStackError):
-    """An async job did not finish before the deadline."""
-
-
 def parse_retry_after(errortext: str) -> float | None:
     """Seconds from ``please retry after [<ms>] ms.``, or None."""
     match = _RETRY_AFTER.search(errortext or "")
@@ -270,7 +264,6 @@ __all__ = [
     "AuthenticationError",
     "CloudStackError",
     "CommandNotAllowedError",
-    "JobTimeoutError",
     "NotJsonError",
     "ParameterError",
     "ServerError",

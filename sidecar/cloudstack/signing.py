@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, quote
 
 import httpx
 
-from sidecar.constants import CS_SEND_DATE_FORMAT
+from sidecar.model.constants import CS_SEND_DATE_FORMAT
 
 #: The parameters the signer owns; a caller's values for them are replaced.
 AUTH_PARAMS = ("apiKey", "response", "signatureVersion", "expires", "signature")

@@ -1,74 +1,41 @@
 """The ledger: runs, observations, decisions and write-ahead actions, with a fenced lease.
 
 SQLite by default, PostgreSQL or MariaDB/MySQL by URL; the schema is migrated by Alembic at start.
-
-The names below are imported on first use (PEP 562): SQLAlchemy, SQLModel and Alembic take a
-second to import, and every command module imports this package, ``--help`` included.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-from sidecar.errors import LedgerUnavailable
-
-if TYPE_CHECKING:
-    from sidecar.ledger.lease import LEASE_NAME, LeaseInfo, StaleLeaseError
-    from sidecar.ledger.models import (
-        ACTION_STATES,
-        ALREADY_GONE,
-        DONE,
-        FAILED,
-        HA,
-        INTENDED,
-        MERGE,
-        SENT,
-    )
-    from sidecar.ledger.store import (
-        NEEDS_WORK,
-        TRANSITIONS,
-        UNRESOLVED,
-        ActionRecord,
-        AlertSighting,
-        DecisionRecord,
-        InvalidTransitionError,
-        Ledger,
-        RunRecord,
-        action_key,
-        default_holder,
-    )
-
-#: Where each lazily imported name lives.
-_LAZY = {
-    **dict.fromkeys(("LEASE_NAME", "LeaseInfo", "StaleLeaseError"), "sidecar.ledger.lease"),
-    **dict.fromkeys(
-        ("ACTION_STATES", "ALREADY_GONE", "DONE", "FAILED", "HA", "INTENDED", "MERGE", "SENT"),
-        "sidecar.ledger.models",
-    ),
-    **dict.fromkeys(
-        (
-            "NEEDS_WORK", "TRANSITIONS", "UNRESOLVED", "ActionRecord", "AlertSighting",
-            "DecisionRecord", "InvalidTransitionError", "Ledger", "RunRecord", "action_key",
-            "default_holder",
-        ),
-        "sidecar.ledger.store",
-    ),
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once imported, an ordinary module attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+from sidecar.ledger.actions import (
+    NEEDS_WORK,
+    TRANSITIONS,
+    UNRESOLVED,
+    ActionRecord,
+    InvalidTransitionError,
+    PreparedIntents,
+    action_key,
+)
+from sidecar.ledger.database import utcnow
+from sidecar.ledger.decisions import DecisionRecord
+from sidecar.ledger.lease import (
+    LEASE_NAME,
+    LeaseInfo,
+    StaleLeaseError,
+    claim_lease,
+    default_holder,
+    holder_is_dead_here,
+)
+from sidecar.ledger.observations import AlertSighting
+from sidecar.ledger.runs import RunRecord
+from sidecar.ledger.schema import (
+    ACTION_STATES,
+    ALREADY_GONE,
+    DONE,
+    FAILED,
+    HA,
+    INTENDED,
+    MERGE,
+    SENT,
+)
+from sidecar.ledger.store import Ledger
+from sidecar.support.errors import LedgerUnavailable
 
 __all__ = [
     "ACTION_STATES",
@@ -90,8 +57,12 @@ __all__ = [
     "LeaseInfo",
     "Ledger",
     "LedgerUnavailable",
+    "PreparedIntents",
     "RunRecord",
     "StaleLeaseError",
     "action_key",
+    "claim_lease",
     "default_holder",
+    "holder_is_dead_here",
+    "utcnow",
 ]

@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
-from sidecar.errors import LedgerUnavailable
+from sidecar.support.errors import LedgerUnavailable
 
 #: Alembic's version table; not ``alembic_version`` so the ledger can share a database.
 VERSION_TABLE = "sidecar_ledger_version"

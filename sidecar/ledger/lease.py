@@ -1,5 +1,8 @@
 """The leader lease: exactly one sidecar per ledger acts; every action carries a fencing token.
 
+Also who a sidecar is (``default_holder``) and how it claims the lease, taking over at once from
+a process of this host that died.
+
 A lease row holds (holder, token, expires_at). ``acquire`` is one conditional UPDATE: it renews
 the lease when we hold it and takes it over when it has expired; a takeover increments the
 token, a renewal keeps it. A write that acts (an intent or a state change) first locks the lease
@@ -14,13 +17,25 @@ next write is refused), but it costs a needless takeover.
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
 
 from sqlalchemy import case, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
-from sidecar.ledger.models import LEASES
+from sidecar.ledger.database import Database
+from sidecar.ledger.schema import LEASES
+from sidecar.ledger.sql import aware
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: The one lease of a ledger.
 LEASE_NAME = "leader"
@@ -123,12 +138,118 @@ def check_fence(
         )
 
 
+def default_holder() -> str:
+    """This process's name in leases and runs: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_is_dead_here(holder: str) -> bool:
+    """True when ``holder`` names a process of this host that no longer exists.
+
+    Holders are ``<hostname>:<pid>`` (``default_holder``). A process we may not signal
+    (another user's) counts as alive; so does any holder of another host.
+    """
+    host, _, pid_text = holder.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # EPERM: it exists, as another user
+    return False
+
+
+class Leases:
+    """The lease as one sidecar (``holder``) sees it: take, renew, release, and fence writes."""
+
+    def __init__(self, db: Database, holder: str, name: str = LEASE_NAME) -> None:
+        self.db = db
+        self.holder = holder
+        self.name = name
+
+    def acquire(self, ttl: float, *, now: datetime | None = None) -> int | None:
+        """Take or renew the lease for ``ttl`` seconds; the fencing token, or None if held.
+
+        A renewal keeps the token; a takeover (of an expired or released lease) increments it.
+        ``now`` defaults to the ledger's clock (see the module docstring on clocks).
+        """
+        at = aware(now, "now") if now is not None else self.db.clock()
+
+        def work(conn: Connection) -> int | None:
+            return acquire(conn, self.holder, ttl, at, self.name)
+
+        try:
+            return self.db.write(work)
+        except IntegrityError:
+            return None  # another sidecar created the lease row at the same moment
+
+    def release(self, *, holder: str | None = None) -> None:
+        """Give the lease up, so that another sidecar may take over at once.
+
+        Only if ``holder`` (by default this sidecar) holds it: ``claim_lease`` names a dead
+        holder of this host to release its lease.
+        """
+        now = self.db.clock()
+        self.db.write(lambda conn: release(conn, holder or self.holder, now, self.name))
+
+    def current(self) -> LeaseInfo | None:
+        """The lease as stored, or None if never taken."""
+        return self.db.read(lambda conn: read(conn, self.name))
+
+    def write(self, work: Callable[[Connection], T], token: int) -> T:
+        """Run ``work`` in a write transaction that first checks ``token`` (StaleLeaseError)."""
+
+        def fenced(conn: Connection) -> T:
+            check_fence(conn, self.holder, token, self.db.clock(), self.name)
+            return work(conn)
+
+        return self.db.write(fenced)
+
+
+class LeaseOwner(Protocol):
+    """What ``claim_lease`` needs of a ``Ledger`` (a protocol: ``store`` imports this module)."""
+
+    def acquire_lease(self, ttl: float, *, now: datetime | None = None) -> int | None: ...
+
+    def lease(self) -> LeaseInfo | None: ...
+
+    def release_lease(self, *, holder: str | None = None) -> None: ...
+
+
+def claim_lease(ledger: LeaseOwner, ttl: float) -> int | None:
+    """Take or renew the ledger lease; the fencing token, or None while another sidecar acts.
+
+    A lease left by a process of this host that died (``kill -9``, OOM, a crash) is taken over
+    at once instead of after its TTL, so a rerun resumes immediately. The takeover raises the
+    fencing token, so the dead holder could not act even if it came back.
+    """
+    token = ledger.acquire_lease(ttl)
+    if token is not None:
+        return token
+    lease = ledger.lease()
+    if lease is None or not holder_is_dead_here(lease.holder):
+        return None
+    log.warning("taking over the ledger lease of %s: that process is gone", lease.holder)
+    ledger.release_lease(holder=lease.holder)  # only the dead holder's own row matches
+    return ledger.acquire_lease(ttl)
+
+
 __all__ = [
     "LEASE_NAME",
     "LeaseInfo",
+    "LeaseOwner",
+    "Leases",
     "StaleLeaseError",
     "acquire",
     "check_fence",
+    "claim_lease",
+    "default_holder",
+    "holder_is_dead_here",
     "read",
     "release",
 ]

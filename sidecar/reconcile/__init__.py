@@ -1,17 +1,15 @@
 """The reconciler: from a Snapshot of alerts, hosts and VMs to a deterministic Plan.
 
-Pure by contract: no I/O, no clock, and no import of httpx, requests, sqlmodel or sqlalchemy
-(tests/test_reconcile_purity.py checks it in a fresh interpreter).
+Pure by contract: no I/O, no clock, no garbage-collector tuning, and no import of httpx,
+requests, sqlmodel or sqlalchemy (tests/test_layers.py checks it in a fresh
+interpreter).
+
+Modules, in pipeline order: fingerprint (subject parsing), policy (families and Policy),
+indexes (hosts, VMs, host failures), split (split rules), buckets (classification), dedup
+(incidents and merge groups), ha (HA work per host failure), planner (``build_plan``).
 """
 
-from sidecar.reconcile.families.policy import FAMILIES, FamilySpec, Policy
-from sidecar.reconcile.fingerprint import (
-    PARSED_FAMILIES,
-    UNKNOWN,
-    Subject,
-    parse_subject,
-)
-from sidecar.reconcile.model import (
+from sidecar.model.plan import (
     HAIncident,
     HostStateChange,
     MergeGroup,
@@ -20,7 +18,14 @@ from sidecar.reconcile.model import (
     Summary,
     VmRestarts,
 )
+from sidecar.reconcile.fingerprint import (
+    PARSED_FAMILIES,
+    UNKNOWN,
+    Subject,
+    parse_subject,
+)
 from sidecar.reconcile.planner import build_plan
+from sidecar.reconcile.policy import FAMILIES, FamilySpec, Policy
 
 
 def fingerprint_of(name: str, description: str) -> tuple[str, str, str]:

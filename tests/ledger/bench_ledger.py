@@ -13,9 +13,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sidecar.cloudstack.models import Alert
 from sidecar.ledger import Ledger
-from sidecar.reconcile.model import MergeGroup, Plan, Summary
+from sidecar.model.plan import MergeGroup, Plan, Summary
+from sidecar.model.resources import Alert
 
 
 def main() -> None:

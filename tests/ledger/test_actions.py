@@ -1,4 +1,4 @@
-"""Write-ahead archive actions: intents, transitions, crash recovery and the invariants."""
+"""Write-ahead archive actions: intents, transitions and crash recovery."""
 
 from __future__ import annotations
 
@@ -14,25 +14,14 @@ from ledgerkit import (
     make_group,
     make_plan,
     resolve,
+    start_archiving,
 )
-from sqlalchemy import update
 
 from sidecar.ledger import InvalidTransitionError, Ledger
-from sidecar.ledger.models import ACTIONS, DECISIONS
-
-
-def _setup(ledger: Ledger, n: int = 3) -> tuple[int, int, list]:
-    """A run, the lease, a recorded group c0 <- d1..dn; returns (run, token, items)."""
-    run = ledger.start_run("cleanup", "apply")
-    group = make_group("g1", "c0", [f"d{i}" for i in range(1, n + 1)])
-    ledger.record_plan(run, make_plan([group]))
-    token = ledger.acquire_lease(120)
-    assert token is not None
-    return run, token, [(group, make_alert(d)) for d in group.duplicates]
 
 
 def test_intents_are_written_once_with_the_full_alert_and_the_token(ledger: Ledger):
-    run, token, items = _setup(ledger, 3)
+    run, token, items = start_archiving(ledger, 3)
 
     first = ledger.intend_archive(run, token, items)
     again = ledger.intend_archive(run, token, items)
@@ -50,7 +39,7 @@ def test_intents_are_written_once_with_the_full_alert_and_the_token(ledger: Ledg
 
 
 def test_the_state_machine_runs_intended_sent_done_and_skips_finished_actions(ledger: Ledger):
-    run, token, items = _setup(ledger, 3)
+    run, token, items = start_archiving(ledger, 3)
     ledger.intend_archive(run, token, items)
 
     ledger.mark(token, ["d1", "d2", "d3"], "sent")
@@ -88,7 +77,7 @@ def test_forbidden_transitions_raise_and_write_nothing(
     sqlite_ledger: Ledger, before: str, after: str
 ):
     ledger = sqlite_ledger
-    run, token, items = _setup(ledger, 2)
+    run, token, items = start_archiving(ledger, 2)
     ledger.intend_archive(run, token, items)
     path = {
         "intended": [],
@@ -107,7 +96,7 @@ def test_forbidden_transitions_raise_and_write_nothing(
 
 
 def test_a_mark_with_one_forbidden_transition_writes_nothing_at_all(sqlite_ledger: Ledger):
-    run, token, items = _setup(sqlite_ledger, 2)
+    run, token, items = start_archiving(sqlite_ledger, 2)
     sqlite_ledger.intend_archive(run, token, items)
     sqlite_ledger.mark(token, ["d1"], "sent")
     sqlite_ledger.mark(token, ["d1"], "done")
@@ -122,7 +111,7 @@ def test_a_mark_with_one_forbidden_transition_writes_nothing_at_all(sqlite_ledge
 
 
 def test_marking_unknown_alerts_or_states_is_refused(sqlite_ledger: Ledger):
-    run, token, items = _setup(sqlite_ledger, 1)
+    run, token, items = start_archiving(sqlite_ledger, 1)
     sqlite_ledger.intend_archive(run, token, items)
 
     with pytest.raises(InvalidTransitionError, match="no action recorded"):
@@ -133,7 +122,7 @@ def test_marking_unknown_alerts_or_states_is_refused(sqlite_ledger: Ledger):
 
 
 def test_a_repeated_terminal_mark_is_a_no_op(sqlite_ledger: Ledger, clock: FakeClock):
-    run, token, items = _setup(sqlite_ledger, 1)
+    run, token, items = start_archiving(sqlite_ledger, 1)
     sqlite_ledger.intend_archive(run, token, items)
     sqlite_ledger.mark(token, ["d1"], "sent")
     sqlite_ledger.mark(token, ["d1"], "done")
@@ -146,7 +135,7 @@ def test_a_repeated_terminal_mark_is_a_no_op(sqlite_ledger: Ledger, clock: FakeC
 
 
 def test_the_canonical_alert_is_never_intended(sqlite_ledger: Ledger):
-    run, token, _ = _setup(sqlite_ledger, 1)
+    run, token, _ = start_archiving(sqlite_ledger, 1)
     group = make_group("g1", "c0", ["d1"])
 
     with pytest.raises(ValueError, match="canonical"):
@@ -158,7 +147,7 @@ def test_the_canonical_alert_is_never_intended(sqlite_ledger: Ledger):
 
 
 def test_bulk_intents_and_marks_cross_chunk_boundaries(ledger: Ledger):
-    run, token, items = _setup(ledger, 1234)
+    run, token, items = start_archiving(ledger, 1234)
 
     records = ledger.intend_archive(run, token, items)
     ids = [r.alert_id for r in records]
@@ -216,7 +205,7 @@ def test_a_run_that_dies_at_any_step_leaves_intents_the_next_run_resolves_exactl
 def test_an_intent_for_an_alert_someone_else_archived_resolves_as_already_gone(
     sqlite_ledger: Ledger,
 ):
-    run, token, items = _setup(sqlite_ledger, 2)
+    run, token, items = start_archiving(sqlite_ledger, 2)
     cloud = FakeCloud(["c0", "d1", "d2"])
     sqlite_ledger.intend_archive(run, token, items)
     cloud.archive(["d1"])  # an operator archived it in the UI meanwhile
@@ -230,50 +219,8 @@ def test_an_intent_for_an_alert_someone_else_archived_resolves_as_already_gone(
     }
 
 
-def test_verify_reports_each_broken_invariant(ledger: Ledger):
-    run, token, items = _setup(ledger, 3)
-    ledger.intend_archive(run, token, items)
-    ledger.mark(token, ["d1", "d2", "d3"], "sent")
-    ledger.mark(token, ["d1", "d2"], "done")
-    assert [p for p in ledger.verify() if "unresolved" not in p] == []
-    # An action whose group was never recorded.
-    orphan_group = make_group("g-lost", "c9", ["d9"])
-    ledger.intend_archive(run, token, [(orphan_group, make_alert("d9"))])
-    ledger.mark(token, ["d9"], "already-gone")
-    # A later decision made d2 (archived) the canonical of another group.
-    ledger.record_plan(run, make_plan([make_group("g2", "d2", ["x1"])]))
-    # A state outside the machine, and an action on its own group's canonical.
-    with ledger.engine.begin() as conn:
-        conn.execute(update(ACTIONS).where(ACTIONS.c.alert_id == "d1").values(state="lost"))
-        conn.execute(update(ACTIONS).where(ACTIONS.c.alert_id == "d3").values(canonical="d3"))
-
-    problems = ledger.verify()
-
-    assert any("d9" in p and "no decision" in p and "g-lost" in p for p in problems)
-    assert any("canonical alert d2" in p and "g2" in p for p in problems)
-    assert any("d3" in p and "unresolved" in p for p in problems)
-    assert any("d3" in p and "canonical of its group" in p for p in problems)
-    assert any("d1" in p and "unknown state 'lost'" in p for p in problems)
-    assert len(problems) == 5
-
-
-def test_verify_summarises_long_lists_of_violations(sqlite_ledger: Ledger):
-    ledger = sqlite_ledger
-    run, token, items = _setup(ledger, 25)
-    ledger.intend_archive(run, token, items)
-    with ledger.engine.begin() as conn:
-        conn.execute(DECISIONS.delete())
-
-    problems = ledger.verify()
-
-    no_decision = [p for p in problems if "no decision" in p]
-    assert len(no_decision) == 10
-    assert "... and 15 more actions without a decision" in problems
-    assert "... and 15 more unresolved actions" in problems
-
-
 def test_failed_actions_are_retried_with_the_current_group(sqlite_ledger: Ledger, clock: FakeClock):
-    run, token, items = _setup(sqlite_ledger, 1)
+    run, token, items = start_archiving(sqlite_ledger, 1)
     sqlite_ledger.intend_archive(run, token, items)
     sqlite_ledger.mark(token, ["d1"], "sent")
     sqlite_ledger.mark(token, ["d1"], "failed", error="503")

@@ -15,9 +15,9 @@ from sidecar.ledger import Ledger
 DOOMED_RUN = """
 import os, signal, sys
 from datetime import UTC, datetime
-from sidecar.cloudstack.models import Alert
+from sidecar.model.resources import Alert
 from sidecar.ledger import Ledger
-from sidecar.reconcile.model import MergeGroup, Plan, Summary
+from sidecar.model.plan import MergeGroup, Plan, Summary
 
 ledger = Ledger(sys.argv[1], holder="doomed")
 now = datetime.now(UTC)

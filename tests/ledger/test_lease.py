@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -11,6 +15,7 @@ import pytest
 from ledgerkit import T0, FakeClock, FakeCloud, apply_batch, make_alert, make_group, make_plan
 
 from sidecar.ledger import Ledger, StaleLeaseError
+from sidecar.ledger.lease import claim_lease, default_holder, holder_is_dead_here
 
 
 def test_the_lease_is_exclusive_until_it_expires(open_ledger: Callable[..., Ledger], clock):
@@ -233,3 +238,72 @@ def test_lease_times_are_stored_to_the_microsecond(open_ledger: Callable[..., Le
     assert lease is not None
     assert lease.renewed_at == now
     assert (lease.expires_at - now).total_seconds() == 10.5
+
+
+def _dead_holder() -> str:
+    """The holder name of a process of this host that has exited."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    return f"{socket.gethostname()}:{int(child.stdout)}"
+
+
+def test_the_default_holder_names_this_host_and_process(sqlite_url: str):
+    assert default_holder() == f"{socket.gethostname()}:{os.getpid()}"
+    with Ledger(sqlite_url) as ledger:
+        assert ledger.holder == default_holder()
+
+
+def test_a_holder_is_dead_only_when_it_names_a_gone_process_of_this_host():
+    here = socket.gethostname()
+
+    assert holder_is_dead_here(_dead_holder())
+    assert not holder_is_dead_here(default_holder())  # ourselves
+    assert not holder_is_dead_here(f"{here}:{os.getppid()}")  # alive
+    assert not holder_is_dead_here(f"not-{here}:{_dead_holder().rpartition(':')[2]}")
+    assert not holder_is_dead_here(f"{here}:0")
+    assert not holder_is_dead_here("sidecar-a")
+    assert not holder_is_dead_here(f"cli:{here}:x")
+
+
+def test_claim_lease_takes_over_at_once_from_a_dead_process_of_this_host(
+    open_ledger: Callable[..., Ledger],
+):
+    dead = open_ledger(_dead_holder())
+    assert dead.acquire_lease(600) == 1
+    me = open_ledger("sidecar-a")
+
+    assert claim_lease(me, 600) == 2  # not after the TTL: now, with a new fencing token
+
+    lease = me.lease()
+    assert lease is not None and lease.holder == "sidecar-a"
+    assert me.holder == "sidecar-a"
+    assert claim_lease(me, 600) == 2  # a renewal from now on
+
+
+def test_claim_lease_waits_for_a_live_holder_or_one_of_another_host(
+    open_ledger: Callable[..., Ledger], clock: FakeClock
+):
+    me = open_ledger("sidecar-a")
+    for holder in (f"{socket.gethostname()}:{os.getppid()}", "elsewhere:1"):
+        clock.advance(601)  # the previous holder's lease expired: this one takes it
+        assert open_ledger(holder).acquire_lease(600) is not None
+
+        assert claim_lease(me, 600) is None
+
+        lease = me.lease()
+        assert lease is not None and lease.holder == holder
+
+
+def test_releasing_as_a_named_holder_releases_only_that_holders_lease(
+    open_ledger: Callable[..., Ledger],
+):
+    a = open_ledger("sidecar-a")
+    b = open_ledger("sidecar-b")
+    assert a.acquire_lease(600) == 1
+
+    b.release_lease(holder="sidecar-c")  # not the holder: no effect
+    assert b.acquire_lease(600) is None
+    b.release_lease(holder="sidecar-a")
+
+    assert b.acquire_lease(600) == 2
+    assert (a.holder, b.holder) == ("sidecar-a", "sidecar-b")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.errors import LedgerUnavailable
 from sidecar.ledger import Ledger
 from sidecar.ledger.engine import mask
-from sidecar.settings import Settings
+from sidecar.support.errors import LedgerUnavailable
+from sidecar.support.settings import Settings
 
 
 def _one_line(err: pytest.ExceptionInfo[LedgerUnavailable]) -> str:

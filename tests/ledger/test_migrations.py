@@ -12,11 +12,11 @@ from alembic.runtime.migration import MigrationContext
 from ledgerkit import T0
 from sqlalchemy import MetaData, Table, insert, inspect, text
 
-from sidecar.errors import LedgerUnavailable
 from sidecar.ledger import Ledger
 from sidecar.ledger.engine import VERSION_TABLE, create_ledger_engine
-from sidecar.ledger.models import ACTIONS, TABLES
-from sidecar.ledger.store import alembic_config
+from sidecar.ledger.migrate import alembic_config
+from sidecar.ledger.schema import ACTIONS, TABLES
+from sidecar.support.errors import LedgerUnavailable
 
 LEDGER_TABLES = {t.name for t in TABLES}
 

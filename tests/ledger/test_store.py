@@ -1,49 +1,16 @@
-"""Runs, observations, decisions and retention, on every backend."""
+"""The Ledger facade: one object over runs, observations, decisions, lease, actions and audit."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from ledgerkit import (
-    T0,
-    FakeClock,
-    make_alert,
-    make_group,
-    make_host,
-    make_incident,
-    make_plan,
-)
+from ledgerkit import T0, FakeClock, make_alert, make_host
+from sqlalchemy import Table
 
-from sidecar import __version__
-from sidecar.ledger import HA, MERGE, Ledger
-
-
-def test_a_run_is_recorded_from_start_to_finish_with_its_counts(ledger: Ledger, clock: FakeClock):
-    run_id = ledger.start_run(
-        "cleanup", "apply", endpoint="https://ms1/client/api", cloudstack_version="4.19.1.0"
-    )
-    clock.advance(42)
-    ledger.finish_run(run_id, "ok", {"archived": 7, "failed": 0})
-
-    (run,) = ledger.runs()
-    assert run.id == run_id
-    assert (run.kind, run.mode, run.outcome) == ("cleanup", "apply", "ok")
-    assert run.counts == {"archived": 7, "failed": 0}
-    assert run.endpoint == "https://ms1/client/api"
-    assert run.cloudstack_version == "4.19.1.0"
-    assert run.sidecar_version == __version__
-    assert run.holder == "sidecar-a"
-    assert run.finished_at is not None
-    assert run.finished_at - run.started_at == timedelta(seconds=42)
-
-
-def test_an_unfinished_run_stays_visible_as_running(sqlite_ledger: Ledger):
-    sqlite_ledger.start_run("service", "apply")
-
-    (run,) = sqlite_ledger.runs()
-    assert run.outcome == "running"
-    assert run.finished_at is None
+from sidecar.ledger import ActionRecord, AlertSighting, DecisionRecord, LeaseInfo, Ledger, RunRecord
+from sidecar.ledger.schema import ACTIONS, ALERT_OBSERVATIONS, DECISIONS, LEASES, RUNS
 
 
 def test_datetimes_read_back_aware_utc_with_microseconds(ledger: Ledger, clock: FakeClock):
@@ -67,120 +34,18 @@ def test_datetimes_read_back_aware_utc_with_microseconds(ledger: Ledger, clock: 
     assert run.started_at == clock()
 
 
-def test_naive_datetimes_are_refused_before_anything_is_written(sqlite_ledger: Ledger):
-    with pytest.raises(ValueError, match="timezone-aware"):
-        sqlite_ledger.observe_hosts([make_host("h1", "Up")], datetime(2026, 3, 1, 12, 0))
-
-    assert sqlite_ledger.host_history() == []
-
-
-def test_host_observations_record_only_state_changes(ledger: Ledger):
-    t = [T0 + timedelta(minutes=i) for i in range(6)]
-    first = ledger.observe_hosts([make_host("h1", "Up"), make_host("h2", "Up")], t[0])
-    again = ledger.observe_hosts([make_host("h1", "Up"), make_host("h2", "Up")], t[1])
-    flip = ledger.observe_hosts([make_host("h1", "Disconnected"), make_host("h2", "Up")], t[2])
-    down = ledger.observe_hosts([make_host("h1", "Down", "Fencing")], t[3])
-    fenced = ledger.observe_hosts([make_host("h1", "Down", "Fenced")], t[4])
-    up = ledger.observe_hosts([make_host("h1", "Up")], t[5])
-
-    assert [c.host_id for c in first] == ["h1", "h2"]  # the first sighting is a transition
-    assert again == []
-    assert [(c.state, c.hastate) for c in flip] == [("Disconnected", "Available")]
-    assert [(c.state, c.hastate) for c in down + fenced + up] == [
-        ("Down", "Fencing"),
-        ("Down", "Fenced"),
-        ("Up", "Available"),
-    ]
-    history = ledger.host_history()
-    assert [(c.host_id, c.state, c.at) for c in history] == [
-        ("h1", "Up", t[0]),
-        ("h2", "Up", t[0]),
-        ("h1", "Disconnected", t[2]),
-        ("h1", "Down", t[3]),
-        ("h1", "Down", t[4]),
-        ("h1", "Up", t[5]),
-    ]
-    assert [c.state for c in ledger.host_history(since=t[3])] == ["Down", "Down", "Up"]
-    rows = ledger.host_transitions(limit=1)
-    assert (rows[0]["previous_state"], rows[0]["state"]) == ("Down", "Up")
-
-
-def test_two_sidecars_observing_the_same_hosts_record_each_transition_once(open_ledger):
-    a = open_ledger("sidecar-a")
-    b = open_ledger("sidecar-b")
-
-    assert len(a.observe_hosts([make_host("h1", "Up")], T0)) == 1
-    assert b.observe_hosts([make_host("h1", "Up")], T0 + timedelta(seconds=1)) == []
-    assert len(b.observe_hosts([make_host("h1", "Down")], T0 + timedelta(seconds=2))) == 1
-    assert a.observe_hosts([make_host("h1", "Down")], T0 + timedelta(seconds=3)) == []
-
-    assert [c.state for c in a.host_history()] == ["Up", "Down"]
-
-
-def test_alerts_are_recorded_the_first_time_they_are_seen(ledger: Ledger):
-    alerts = [make_alert(f"a{i:04d}", sent=T0 + timedelta(seconds=i)) for i in range(1200)]
-
-    assert ledger.observe_alerts(alerts[:700], {"a0001": "fp-1"}, T0) == 700
-    assert ledger.observe_alerts(alerts, {}, T0 + timedelta(minutes=1)) == 500
-    assert ledger.observe_alerts(alerts, {}, T0 + timedelta(minutes=2)) == 0
-
-    assert ledger.seen_alert_ids(["a0001", "a1199", "zzz"]) == {"a0001", "a1199"}
-    newest = T0.replace(microsecond=0) + timedelta(seconds=1199)
-    assert ledger.newest_seen_alert() == ("a1199", newest)
-    first = {s.alert_id: s for s in ledger.alert_sightings()}
-    assert first["a0001"].fingerprint == "fp-1"
-    assert first["a0001"].first_seen == T0
-    assert first["a0900"].first_seen == T0 + timedelta(minutes=1)
-    assert first["a0001"].name == "ALERT.USERVM"
-    assert first["a0001"].subject == "HA starting VM i-2-10-VM"
-
-
-def test_newest_seen_alert_is_none_for_an_empty_ledger(sqlite_ledger: Ledger):
-    assert sqlite_ledger.newest_seen_alert() is None
-    assert sqlite_ledger.seen_alert_ids(["a1"]) == set()
-
-
-def test_decisions_are_upserted_and_keep_members_that_were_archived(ledger: Ledger):
-    run1 = ledger.start_run("service", "apply")
-    group = make_group("g1", "c1", ["d1", "d2"])
-    ledger.record_plan(run1, make_plan([group], [make_incident("i1", ["c1", "d1", "d2"])]))
-    run2 = ledger.start_run("service", "apply")
-    # Next cycle: d1 and d2 were archived, so CloudStack lists only the canonical and d3.
-    later = make_group("g1", "c1", ["d3"])
-    ledger.record_plan(run2, make_plan([later], [make_incident("i1", ["c1", "d3"], rounds=3)]))
-
-    (merge,) = ledger.decisions(kind=MERGE)
-    assert merge.decision_id == "g1"
-    assert merge.members == ("d1", "d2", "d3")
-    assert merge.canonical == "c1"
-    assert (merge.first_run_id, merge.run_id) == (run1, run2)
-    assert merge.data["count"] == 4
-    assert merge.data["duplicates"] == ["d1", "d2", "d3"]
-    (incident,) = ledger.decisions(kind=HA)
-    assert incident.members == ("c1", "d1", "d2", "d3")
-    assert incident.data["rounds"] == 3
-    assert incident.data["vms"][0]["vm"] == "vm-a"
-    assert len(ledger.decisions()) == 2
-
-
-def test_pruning_drops_old_observations_and_keeps_actions_and_decisions(ledger: Ledger):
-    old, new = T0 - timedelta(days=100), T0
-    ledger.observe_hosts([make_host("h1", "Up")], old)
-    ledger.observe_hosts([make_host("h1", "Down")], new)
-    ledger.observe_alerts([make_alert("a-old")], {}, old)
-    ledger.observe_alerts([make_alert("a-new")], {}, new)
-    run = ledger.start_run("cleanup", "apply")
-    group = make_group("g1", "c1", ["d1"])
-    ledger.record_plan(run, make_plan([group]))
-    token = ledger.acquire_lease(60)
-    assert token is not None
-    ledger.intend_archive(run, token, [(group, make_alert("d1"))])
-
-    assert ledger.prune_observations(T0 - timedelta(days=90)) == 2
-
-    assert [c.state for c in ledger.host_history()] == ["Down"]
-    assert ledger.seen_alert_ids(["a-old", "a-new"]) == {"a-new"}
-    assert len(ledger.actions()) == 1
-    assert len(ledger.decisions()) == 1
-    # The last known state survives pruning: Down again is no transition.
-    assert ledger.observe_hosts([make_host("h1", "Down")], new + timedelta(minutes=1)) == []
+@pytest.mark.parametrize(
+    ("record", "table", "not_shown"),
+    [
+        (RunRecord, RUNS, set()),
+        (AlertSighting, ALERT_OBSERVATIONS, set()),
+        (DecisionRecord, DECISIONS, {"id"}),
+        (ActionRecord, ACTIONS, {"id", "kind"}),
+        (LeaseInfo, LEASES, set()),
+    ],
+)
+def test_each_record_holds_the_columns_of_its_table(
+    record: type, table: Table, not_shown: set[str]
+) -> None:
+    # Records are read from rows by field name: a column added to the schema shows here.
+    assert {f.name for f in dataclasses.fields(record)} == set(table.c.keys()) - not_shown

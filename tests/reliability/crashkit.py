@@ -42,8 +42,8 @@ from reliakit import (
     sqlite_url,
 )
 
-from sidecar.errors import LedgerUnavailable
-from sidecar.simulator.api import Call
+from cloudstack_simulator.api import Call
+from sidecar.support.errors import LedgerUnavailable
 
 make_template = migrated_template
 

@@ -30,14 +30,14 @@ from typing import Any
 from dbkit import server_database as _server_database
 from sqlalchemy import select as sql_select
 
+from cloudstack_simulator import Simulator
+from cloudstack_simulator.api import ApiError, Call
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.ledger import Ledger
 from sidecar.ledger.engine import create_ledger_engine
-from sidecar.ledger.models import ACTIONS
-from sidecar.runtime import Context
-from sidecar.settings import Settings
-from sidecar.simulator import Simulator
-from sidecar.simulator.api import ApiError, Call
+from sidecar.ledger.schema import ACTIONS
+from sidecar.ops.context import Context
+from sidecar.support.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -170,8 +170,8 @@ def cleanup(ctx: Context, *, max_actions: int | None = None) -> Attempt:
 
     from rich.console import Console
 
-    from sidecar.cleanup import run_cleanup
-    from sidecar.progress import Reporter
+    from sidecar.cli.progress import Reporter
+    from sidecar.ops.cleanup import run_cleanup
 
     reporter = Reporter(Console(stderr=True, quiet=True), enabled=False)
     try:
@@ -330,9 +330,10 @@ def abort_request(text: str = "aborted by the test harness") -> ApiError:
 _ZYGOTE = r"""
 import json, os, sys, traceback
 import cs, requests  # cs.read_config imports requests on first use
-import sidecar.cli
-import sidecar.check, sidecar.cleanup, sidecar.report, sidecar.service, sidecar.ledger.cli
-from sidecar.cli import main
+import sidecar.cli.app
+import sidecar.cli.check, sidecar.ops.cleanup, sidecar.ops.report
+import sidecar.cli.service, sidecar.ops.service.scheduler, sidecar.cli.ledger
+from sidecar.cli.app import main
 
 reply = sys.stdout
 while True:

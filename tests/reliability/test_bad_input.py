@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from reliakit import CliResult, Zygote, base_env
 
+from cloudstack_simulator import Simulator
+from sidecar.cli.role import ROLE_APIS
 from sidecar.ledger import Ledger
-from sidecar.role import ROLE_APIS
-from sidecar.simulator import Simulator
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ archived, ``ledger verify`` clean, every archive request carried only ``sent`` i
 ``SIDECAR_TEST_CRASH_TRIALS`` sets the number of trials (default 20) and
 ``SIDECAR_TEST_CRASH_WORKERS`` how many run at once (default 2); bench/soak_crash.py runs 500
 with 2,000-alert histories. The processes are forked from a pre-imported interpreter
-(``reliakit.Zygote``: the same ``sidecar.cli.main`` as the console script, without 1.5 s of
+(``reliakit.Zygote``: the same ``sidecar.cli.app.main`` as the console script, without 1.5 s of
 imports per run); one test kills a plain ``python -m sidecar`` subprocess to show that nothing
 depends on that.
 """
@@ -42,7 +42,7 @@ from reliakit import (
     sqlite_url,
 )
 
-from sidecar.simulator.api import Call
+from cloudstack_simulator.api import Call
 
 ALERTS = 400
 BATCH = 10

@@ -32,6 +32,7 @@ from reliakit import (
     settled,
 )
 
+from cloudstack_simulator import Simulator
 from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.errors import (
@@ -40,9 +41,9 @@ from sidecar.cloudstack.errors import (
     NotJsonError,
     ThrottledError,
 )
-from sidecar.service import Service
-from sidecar.settings import Settings
-from sidecar.simulator import Simulator
+from sidecar.cloudstack.limits import ClientLimits
+from sidecar.ops.service.cycle import Service
+from sidecar.support.settings import Settings
 
 #: Every command a cleanup or a service cycle sends.
 CLEANUP_COMMANDS = ("listCapabilities", "listHosts", "listVirtualMachines", "listAlerts",
@@ -297,7 +298,8 @@ def test_a_429_waits_the_time_its_text_names_and_the_limit_holds_afterwards(
     config = CloudStackConfig(sim.endpoint or "", sim.key, sim.secret)
 
     async def scenario() -> int:
-        async with CloudStackClient(config, settings=settings, transport=transport,
+        async with CloudStackClient(config, limits=ClientLimits.from_settings(settings),
+                                    transport=transport,
                                     sleep=vtime.sleep, clock=vtime.clock) as cs:
             total = 0
             for name in ("ALERT.USERVM", "ALERT.COMPUTE.HOST", "ALERT.HA.ACTION"):

@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.errors import CloudStackError
-from sidecar.cloudstack.models import (
+from sidecar.cloudstack.limits import ClientLimits
+from sidecar.model.plan import Snapshot
+from sidecar.model.resources import (
     Alert,
     AsyncJob,
     Event,
@@ -28,8 +30,7 @@ from sidecar.cloudstack.models import (
     parse_cs_date,
 )
 from sidecar.reconcile import PARSED_FAMILIES, UNKNOWN, build_plan, parse_subject
-from sidecar.reconcile.model import Snapshot
-from sidecar.settings import Settings
+from sidecar.support.settings import Settings
 
 FUZZ = settings(max_examples=120, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -133,7 +134,7 @@ def test_the_client_turns_any_answer_into_data_or_a_cloudstack_error(
     settings_ = Settings(max_retries=0, retry_backoff=0.0)
 
     async def call() -> None:
-        async with CloudStackClient(config, settings=settings_,
+        async with CloudStackClient(config, limits=ClientLimits.from_settings(settings_),
                                     transport=httpx.MockTransport(answer)) as cs:
             alerts = await cs.list_alerts(name="ALERT.USERVM")
             assert all(isinstance(a, Alert) for a in alerts)

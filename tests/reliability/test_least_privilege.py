@@ -1,4 +1,4 @@
-"""The least-privilege role printed by ``cloudstack-sidecar role`` (``sidecar.role.ROLE_APIS``)
+"""The least-privilege role printed by ``cloudstack-sidecar role`` (``sidecar.cli.role.ROLE_APIS``)
 is enough for every command, and nothing less is: a key limited to exactly those APIs runs
 check, report, cleanup and the service; without archiveAlerts the sidecar acts on nothing and
 says which API is missing.
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from reliakit import Zygote, base_env, check_invariants, read_ledger
 
-from sidecar.role import ROLE_APIS
-from sidecar.simulator import Simulator
+from cloudstack_simulator import Simulator
+from sidecar.cli.role import ROLE_APIS
 
 
 @pytest.fixture

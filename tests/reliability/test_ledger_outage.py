@@ -27,8 +27,8 @@ from reliakit import (
 )
 from sqlalchemy import create_engine, make_url
 
-from sidecar.service import Service
-from sidecar.simulator.api import Call
+from cloudstack_simulator.api import Call
+from sidecar.ops.service.cycle import Service
 
 
 class Outage:

@@ -27,10 +27,10 @@ from reliakit import (
     sqlite_url,
 )
 
-from sidecar.errors import UserError
+from cloudstack_simulator import Simulator
 from sidecar.ledger import Ledger
-from sidecar.service import CycleResult, Service
-from sidecar.simulator import Simulator
+from sidecar.ops.service.cycle import CycleResult, Service
+from sidecar.support.errors import UserError
 
 
 def _service(sim: Simulator, url: str, name: str) -> Service:

@@ -21,12 +21,13 @@ from urllib.parse import quote, quote_plus
 import pytest
 from reliakit import Zygote, base_env, fast_settings, make_context
 
+from cloudstack_simulator import Simulator
 from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.errors import CloudStackError
-from sidecar.metrics import Metrics
-from sidecar.service import Service
-from sidecar.simulator import Simulator
+from sidecar.cloudstack.limits import ClientLimits
+from sidecar.ops.service.cycle import Service
+from sidecar.ops.service.metrics import Metrics
 
 #: Distinctive credentials; the secret has characters that URL-encode (+ / =).
 KEY = "kEy4sidecarTEST" + "Qw3rTy9u" * 7
@@ -155,7 +156,8 @@ def test_exceptions_reprs_and_metrics_never_carry_the_secrets(
     leaks.add("repr(config)", repr(config) + str(config))
 
     async def failing_calls() -> None:
-        async with CloudStackClient(config, settings=fast_settings("sqlite://")) as cs:
+        limits = ClientLimits.from_settings(fast_settings("sqlite://"))
+        async with CloudStackClient(config, limits=limits) as cs:
             leaks.add("repr(client)", repr(cs))
             for kind, options in (("unauthorized", {}), ("error", {"status": 530}),
                                   ("html", {}), ("malformed_json", {}), ("reset", {})):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from reliakit import CliResult, TlsFiles, Zygote, base_env
 
-from sidecar.simulator import Simulator
+from cloudstack_simulator import Simulator
 
 
 @pytest.fixture

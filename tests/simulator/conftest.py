@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from simkit import RawClient
 
-from sidecar.simulator import Simulator
+from cloudstack_simulator import Simulator
 
 
 @pytest.fixture

@@ -15,6 +15,9 @@ from urllib.parse import quote
 
 import httpx
 
+from cloudstack_simulator.api import ApiError, Call, dispatch
+from cloudstack_simulator.server import error_payload
+
 
 def reference_encode(value: str) -> str:
     """Java ``URLEncoder`` + ``%20``: quote keeping only ``*`` and escaping ``~``."""
@@ -97,16 +100,13 @@ def future(hours: float = 1.0) -> datetime:
 
 def invoke(sim: Any, command: str, **params: Any) -> tuple[int, dict[str, Any]]:
     """Run a command in-process as the main key (no HTTP): (status, JSON object)."""
-    from sidecar.simulator.api import ApiError, Call, dispatch
-    from sidecar.simulator.server import error_payload
-
     key = sim.state.keys[sim.key]
     account = sim.state.accounts[key.account]
     values = {"command": command}
     for name, value in params.items():
         values[name] = "true" if value is True else "false" if value is False else str(value)
     try:
-        return 200, dispatch(sim, Call(command, values, "GET", key, account))
+        return 200, dispatch(sim.context, Call(command, values, "GET", key, account))
     except ApiError as error:
         return error.status, error_payload(command, error)
 

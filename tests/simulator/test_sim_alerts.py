@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from simkit import body, invoke
 
-from sidecar.simulator import Simulator
-from sidecar.simulator.state import (
+from cloudstack_simulator import Simulator
+from cloudstack_simulator.ordered import (
     ListView,
     SortedKeys,
     alert_key,

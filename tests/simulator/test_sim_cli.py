@@ -16,13 +16,13 @@ import typer
 from simkit import RawClient
 from typer.testing import CliRunner
 
-from sidecar.errors import UserError
-from sidecar.simulator import Simulator
-from sidecar.simulator.cli import register, write_ini
+from cloudstack_simulator import Simulator
+from sidecar.cli.simulator import register, write_ini
+from sidecar.support.errors import UserError
 
 APP = """
 import typer
-from sidecar.simulator.cli import register
+from sidecar.cli.simulator import register
 app = typer.Typer()
 @app.callback()
 def root() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from simkit import body, invoke
 
-from sidecar.simulator import Simulator
-from sidecar.simulator.api import COMMANDS
-from sidecar.simulator.apispec import APIS
+from cloudstack_simulator import Simulator
+from cloudstack_simulator.api import COMMANDS
+from cloudstack_simulator.apispec import APIS
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "cloudstack-apis-4.18.json"
 RECORDED_HOSTS = Path(__file__).resolve().parents[2] / "fixtures" / "recorded" / "listHosts.json"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from cs import CloudStack, CloudStackApiException
 
-from sidecar.simulator import Simulator
+from cloudstack_simulator import Simulator
 
 
 @pytest.fixture

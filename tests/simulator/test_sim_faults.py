@@ -11,8 +11,8 @@ import httpx
 import pytest
 from simkit import RawClient
 
-from sidecar.constants import THROTTLED_TEXT, UNAUTHORIZED_TEXT
-from sidecar.simulator import Simulator
+from cloudstack_simulator import Simulator
+from sidecar.model.constants import THROTTLED_TEXT, UNAUTHORIZED_TEXT
 
 Served = tuple[Simulator, RawClient]
 

@@ -8,8 +8,8 @@ from email.utils import parsedate_to_datetime
 import pytest
 from simkit import RawClient, body, invoke
 
-from sidecar.constants import UNAUTHORIZED_TEXT
-from sidecar.simulator import PROFILES, Simulator
+from cloudstack_simulator import PROFILES, Simulator
+from sidecar.model.constants import UNAUTHORIZED_TEXT
 
 ROLE_TEXT = "The given command 'listAlerts' either does not exist, is not available for user."
 

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from sidecar.simulator import Simulator
-from sidecar.simulator.profiles import PROFILES, HostRef, VmRef, ZoneRef
+from cloudstack_simulator import Simulator
+from cloudstack_simulator.profiles import PROFILES, HostRef, VmRef, ZoneRef
 
 DEFECT = ("4.19.2", "4.20.0")
 FIXED = ("4.20.1", "4.22")

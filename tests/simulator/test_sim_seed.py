@@ -7,9 +7,9 @@ from collections import defaultdict
 
 import pytest
 
-from sidecar.constants import DEDUP_ELIGIBLE_NAMES, SUPPRESSED_NAMES
-from sidecar.simulator import Simulator
-from sidecar.simulator.seed import SeedReport
+from cloudstack_simulator import Simulator
+from cloudstack_simulator.seed import SeedReport
+from sidecar.model.constants import DEDUP_ELIGIBLE_NAMES, SUPPRESSED_NAMES
 
 
 @pytest.fixture(scope="module")

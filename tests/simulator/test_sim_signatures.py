@@ -8,9 +8,9 @@ import pytest
 from cs.client import cs_encode
 from simkit import RawClient, future, wire
 
-from sidecar.constants import UNAUTHORIZED_TEXT
-from sidecar.simulator import Simulator, compute_signature, java_url_encode, unsigned_request
-from sidecar.simulator.verify import parse_param_date, parse_tz_date, request_params
+from cloudstack_simulator import Simulator, compute_signature, java_url_encode, unsigned_request
+from cloudstack_simulator.verify import parse_param_date, parse_tz_date, request_params
+from sidecar.model.constants import UNAUTHORIZED_TEXT
 
 DOCS_KEY = "plgWJfZK4gyS3mOMTVmjUVg-X-jlWlnfaUJ9GAbBbf9EdM-kAYMmAiLqzzq1ElZLYq_u38zCm0bewzGUdP66mg"
 DOCS_SECRET = (

@@ -1,0 +1,42 @@
+"""``cloudstack-sidecar report``: what the service or cleanup would do now, and why (dry run)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from sidecar.cli.options import parse_families, require_format
+from sidecar.cli.render import FORMATS, render_plan
+from sidecar.ops.context import load_context
+
+#: Exit code when duplicates were found (for cron jobs and monitoring checks).
+EXIT_DUPLICATES = 3
+
+
+def report_command(
+    fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv or markdown."),
+    family: list[str] = typer.Option(
+        [], "--family", help="Only these families, e.g. host-is-down (repeatable); default all."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="Sidecar TOML settings file."),
+    region: str | None = typer.Option(None, "--region", help="cloudstack.ini section."),
+    ledger_url: str | None = typer.Option(None, "--ledger-url", help="Ledger database URL."),
+) -> None:
+    """Show duplicate groups and HA incidents without changing anything (exit 3 if any)."""
+    require_format(fmt, FORMATS)
+    families = parse_families(family)
+    from sidecar.ops.report import gather_plan  # the ledger's SQLAlchemy: not for --help
+
+    ctx = load_context(config, region=region, overrides={"ledger_url": ledger_url})
+    plan, _ = asyncio.run(gather_plan(ctx, families=families))
+    render_plan(plan, fmt, Console(soft_wrap=fmt != "table"))
+    if plan.archive:
+        raise typer.Exit(EXIT_DUPLICATES)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``report`` command."""
+    app.command("report")(report_command)

@@ -1,0 +1,1 @@
+"""The long-running service: ``scheduler`` runs ``cycle``, which composes the other modules."""

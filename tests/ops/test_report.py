@@ -1,0 +1,110 @@
+"""``report``: the dry run. Exactly the injected duplicates, in every format, changing nothing."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from wiringkit import cli_env, ledger_url, run_cli, served, sim_with_history
+
+from cloudstack_simulator import Simulator
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return sim_with_history(1500)
+
+
+def test_report_json_is_the_plan_contract_with_exactly_the_injected_duplicates(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with served(sim) as endpoint:
+        result = run_cli(["report", "--format", "json"],
+                         cli_env(sim, endpoint, ledger_url(tmp_path)), monkeypatch)
+    assert result.code == 3, result.err  # duplicates found
+    plan = result.json()
+    assert list(plan) == ["schema", "generated_at", "groups", "archive", "ha_incidents",
+                          "summary"]
+    assert set(plan["archive"]) == sim.truth.duplicate_ids
+    assert sorted(d for g in plan["groups"] for d in g["duplicates"]) == plan["archive"]
+    assert not {g["canonical"] for g in plan["groups"]} & set(plan["archive"])
+    assert plan["summary"]["duplicates"] == len(plan["archive"])
+    [incident] = [i for i in plan["ha_incidents"] if i["host"] == sim.truth.failures[-1].host]
+    assert incident["duplicate_rounds"] == sim.truth.failures[-1].duplicate_rounds
+    assert result.err == ""
+
+
+def test_report_makes_only_read_calls(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with served(sim) as endpoint:
+        result = run_cli(["report"], cli_env(sim, endpoint, ledger_url(tmp_path)), monkeypatch)
+    assert result.code == 3, result.err
+    commands = {r.command for r in sim.stats.requests}
+    assert commands <= {"listCapabilities", "listAlerts", "listHosts", "listVirtualMachines"}
+    assert {r.method for r in sim.stats.requests} == {"GET"}
+    assert not sim.stats.archive_count
+
+
+def test_report_exits_0_when_there_is_nothing_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = sim_with_history(0, scenario=None)
+    with served(sim) as endpoint:
+        result = run_cli(["report", "--format", "json"],
+                         cli_env(sim, endpoint, ledger_url(tmp_path)), monkeypatch)
+    assert result.code == 0, result.err
+    assert result.json()["archive"] == []
+
+
+def test_report_tables_show_the_newest_groups_first_and_the_totals(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = None
+    with served(sim) as endpoint:
+        env = cli_env(sim, endpoint, ledger_url(tmp_path))
+        table = run_cli(["report"], env, monkeypatch)
+        plan = run_cli(["report", "--format", "json"], env, monkeypatch).json()
+    assert table.code == 3
+    newest = max(plan["groups"], key=lambda g: g["last_sent"])
+    first_row = next(line for line in table.out.splitlines() if line.startswith("│"))
+    assert newest["canonical"][:8] in first_row
+    for title in ("Duplicate alert groups (newest first)", "HA incidents (newest first)",
+                  "Totals", "duplicates to archive"):
+        assert title in table.out
+    assert "\x1b[" not in table.out
+
+
+def test_report_csv_and_markdown_carry_every_group(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with served(sim) as endpoint:
+        env = cli_env(sim, endpoint, ledger_url(tmp_path))
+        as_csv = run_cli(["report", "--format", "csv"], env, monkeypatch)
+        as_md = run_cli(["report", "--format", "markdown"], env, monkeypatch)
+    rows = list(csv.DictReader(io.StringIO(as_csv.out)))
+    assert {r["alert_id"] for r in rows if r["role"] == "duplicate"} == sim.truth.duplicate_ids
+    groups = {r["group_id"] for r in rows}
+    assert as_md.out.startswith("# CloudStack duplicate alert report")
+    section = as_md.out.split("## Duplicate groups")[1].split("## HA incidents")[0]
+    table = [line for line in section.splitlines() if line.startswith("| ")]
+    assert len(table) == 2 + len(groups)  # header, separator, one row per group
+
+
+def test_report_family_filter_plans_only_that_family(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with served(sim) as endpoint:
+        result = run_cli(["report", "--format", "json", "--family", "ha-starting-vm"],
+                         cli_env(sim, endpoint, ledger_url(tmp_path)), monkeypatch)
+    assert {g["family"] for g in result.json()["groups"]} == {"ha_starting_vm"}
+
+
+def test_report_rejects_an_unknown_format_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run_cli(["report", "--format", "yaml"], {}, monkeypatch)
+    assert result.code == 2
+    assert result.err == "error: unknown format 'yaml': choose one of table, json, csv, markdown\n"
