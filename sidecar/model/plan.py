@@ -40,6 +40,19 @@ class HostStateChange:
     hastate: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class VmPlacement:
+    """From ``since`` on, the ledger saw VM ``vm`` (instance name) on host ``host_id`` (API id).
+
+    The ledger records host changes only; a VM's first placement is when watching it began,
+    so a restart before it has no known host.
+    """
+
+    vm: str
+    host_id: str
+    since: datetime
+
+
 @dataclass(frozen=True, repr=False)
 class Snapshot:
     """Everything the reconciler looks at; built by the poller or the cleanup lister."""
@@ -58,6 +71,9 @@ class Snapshot:
     """Instance name -> API ids of the hosts the ledger has seen the VM on (any order). The
     API names no host in "HA starting VM"; this lets a restart be attributed to the failure
     of a host the VM was on even after it moved (e.g. during a mass failure)."""
+    vm_placements: Sequence[VmPlacement] = ()
+    """Where the ledger saw each VM and since when (host changes only, any order): a restart
+    after the VM's first placement is attributed to the hosts it really ran on."""
 
 
 @dataclass(frozen=True, slots=True)
