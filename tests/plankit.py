@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from sidecar.model.plan import VmPlacement
 from sidecar.model.resources import Alert, Host, VirtualMachine
 from sidecar.reconcile import HostStateChange, Plan, Policy, Snapshot, build_plan
 
@@ -47,10 +48,11 @@ def plan_of(
     history: Sequence[HostStateChange] = (),
     policy: Policy | None = None,
     at: float = 3600,
+    placements: Sequence[VmPlacement] = (),
 ) -> Plan:
     snapshot = Snapshot(
         taken_at=T0 + timedelta(seconds=at), alerts=alerts, hosts=hosts, vms=vms,
-        host_history=history,
+        host_history=history, vm_placements=placements,
     )
     return build_plan(snapshot, policy or Policy())
 

@@ -11,3 +11,22 @@ ALERT_GAP_WINDOW: Final = 600.0
 #: Seconds after a host failure from which an HA-enabled VM not running elsewhere is HA
 #: backlog (Settings.ha_backlog_after, Policy.ha_backlog_after).
 HA_BACKLOG_AFTER: Final = 900.0
+
+#: CloudStack's ``ping.interval`` (seconds) and ``ping.timeout`` (a multiple of it) defaults
+#: (engine/orchestration AgentManagerImpl): an agent silent for interval × timeout is timed out.
+PING_INTERVAL: Final = 60.0
+PING_TIMEOUT: Final = 2.5
+
+
+def ping_detection(interval: float, timeout: float) -> float:
+    """The earliest a host's "Host is down" can follow its death on the ping path, in seconds.
+
+    The monitor times an agent out once its last ping is interval × timeout old; the last
+    ping came at most one interval before the death, so (timeout − 1) × interval after it at
+    the earliest (90 s by default), and investigation only adds to that.
+    """
+    return max(0.0, (timeout - 1.0) * interval)
+
+
+#: The shortest host-failure detection time by CloudStack's defaults (Policy.failure_detection).
+FAILURE_DETECTION: Final = ping_detection(PING_INTERVAL, PING_TIMEOUT)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from operator import attrgetter
 
-from sidecar.model.plan import MergeGroup
+from sidecar.model.plan import MergeGroup, VmPlacement
 from sidecar.reconcile import fingerprint as fp
 from sidecar.reconcile.buckets import Bucket
 from sidecar.reconcile.indexes import HostResolver, VmIndex
@@ -35,6 +35,8 @@ _GROUP_ORDER = attrgetter("first_sent", "fingerprint", "canonical")
 #: Keys of _failure_starts besides zone ids: every failure, and those of unknown zone.
 _ANY_ZONE = ""
 _NO_ZONE = "\0no-zone"
+#: Key of _failure_starts_by_host for failures whose host the snapshot cannot name.
+_UNKNOWN_HOST = "\0unknown-host"
 
 
 def split_incidents(
@@ -42,15 +44,21 @@ def split_incidents(
     policy: Policy,
     resolver: HostResolver,
     vm_index: VmIndex,
+    placements: Mapping[str, Sequence[VmPlacement]] | None = None,
 ) -> None:
-    """Sort every bucket's alerts by (sent, id) and split it into incidents (Bucket.set_cuts)."""
+    """Sort every bucket's alerts by (sent, id) and split it into incidents (Bucket.set_cuts).
+
+    ``placements``: where the ledger saw each VM (instance name -> placements by ``since``).
+    """
     history_max_gap = timedelta(seconds=policy.history_max_gap)
     restart_latency = timedelta(seconds=policy.restart_latency)
+    detection = timedelta(seconds=policy.failure_detection)
 
     def plan_family(family: str, markers_of: Callable[[Bucket], Sequence[datetime]]) -> None:
         rule = FAMILIES[family].split
         gap = timedelta(seconds=policy.gap_for(family))
         lead = restart_latency if rule == SPLIT_NEW_FAILURE else timedelta(0)
+        settle = detection if rule == SPLIT_NEW_FAILURE else timedelta(0)
         for b in families.get(family, ()):
             members = b.alerts
             n = len(members)
@@ -68,6 +76,7 @@ def split_incidents(
                 history_max_gap=history_max_gap,
                 markers=markers_of(b),
                 marker_lead=lead,
+                marker_settle=settle,
             )
             b.set_cuts(cuts)
 
@@ -80,14 +89,36 @@ def split_incidents(
     for family, spec in FAMILIES.items():
         if spec.split not in marker_rules:
             plan_family(family, no_markers)
-    failures_by_zone = _failure_starts(families.get(fp.HOST_IS_DOWN, ()), resolver)
+    host_failures = families.get(fp.HOST_IS_DOWN, ())
+    failures_by_zone = _failure_starts(host_failures, resolver)
+    failures_by_host = _failure_starts_by_host(host_failures, resolver)
+    placed = placements or {}
 
-    def failures_near(b: Bucket) -> Sequence[datetime]:
-        """New failures that may concern the VM: those in its zone when the VM list knows it."""
+    def failures_in_zone(b: Bucket) -> Sequence[datetime]:
+        """Failures that may concern the VM: those in its zone when the VM list knows it."""
         vm = vm_index.find(b.subject.vm, b.subject.instance)
         if vm is None or not vm.zoneid:
             return failures_by_zone[_ANY_ZONE]
         return failures_by_zone.get(vm.zoneid, failures_by_zone[_NO_ZONE])
+
+    def failures_near(b: Bucket) -> Sequence[datetime]:
+        """New failures that may have killed the VM: of the hosts the ledger saw it on, and,
+        before the ledger watched it, any in its zone (never guess where it ran)."""
+        seen = placed.get(b.subject.instance) if b.subject.instance else None
+        if not seen:
+            return failures_in_zone(b)
+        watched_from = seen[0].since
+        # Before watching began the VM's host is unknown: every failure in its zone counts.
+        markers = [m for m in failures_in_zone(b) if m - detection < watched_from]
+        for host in {p.host_id for p in seen} | {_UNKNOWN_HOST}:
+            placed_on = [p.since for p in seen if p.host_id == host]
+            for start in failures_by_host.get(host, ()):
+                died_by = start - detection  # the VM had to be on the host by then
+                if died_by >= watched_from and (
+                    host == _UNKNOWN_HOST or any(s <= died_by for s in placed_on)
+                ):
+                    markers.append(start)
+        return sorted(markers)
 
     plan_family(fp.HA_STARTING_VM, failures_near)
     vm_ran_names = {b.subject.vm for b in families.get(fp.UNABLE_TO_RESTART, ())}
@@ -124,6 +155,16 @@ def _failure_starts(
     out[_ANY_ZONE] = sorted(every)
     out[_NO_ZONE] = sorted(unknown)
     return out
+
+
+def _failure_starts_by_host(
+    buckets: Sequence[Bucket], resolver: HostResolver
+) -> dict[str, list[datetime]]:
+    """When each host failure began, per API host id (``_UNKNOWN_HOST``: not resolvable)."""
+    by_host: dict[str, list[datetime]] = defaultdict(list)
+    for b in buckets:
+        by_host[resolver.resolve(b.subject) or _UNKNOWN_HOST] += [b.at(c) for c in b.cuts]
+    return by_host
 
 
 def merge_groups(buckets: Sequence[Bucket], policy: Policy) -> tuple[MergeGroup, ...]:

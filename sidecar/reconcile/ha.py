@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any
@@ -56,7 +56,7 @@ def ha_incidents(
     resolver: HostResolver,
     vms: VmIndex,
     now: datetime,
-    vm_host_history: Mapping[str, Sequence[str]],
+    vm_host_history: Mapping[str, Collection[str]],
 ) -> tuple[HAIncident, ...]:
     """HA work per host failure: rounds, restarts per VM, duplicate rounds and backlog.
 

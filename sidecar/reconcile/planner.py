@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from operator import attrgetter
 
-from sidecar.model.plan import Plan, Snapshot, Summary
+from sidecar.model.plan import Plan, Snapshot, Summary, VmPlacement
 from sidecar.model.resources import Alert
 from sidecar.reconcile import fingerprint as fp
 from sidecar.reconcile.buckets import (
@@ -36,6 +36,7 @@ _DEFAULT_POLICY = Policy()
 
 _ID = attrgetter("id")
 _ALERTS = attrgetter("alerts")
+_SINCE = attrgetter("since")
 
 
 def build_plan(
@@ -60,6 +61,16 @@ def build_plan(
         if len(set(plan.archive)) != len(plan.archive):  # impossible once ids are unique
             raise AssertionError("an alert id appears twice in the plan")
     return plan
+
+
+def _placements_by_vm(placements: Sequence[VmPlacement]) -> dict[str, list[VmPlacement]]:
+    """Each VM's placements (by instance name) in time order."""
+    by_vm: dict[str, list[VmPlacement]] = defaultdict(list)
+    for p in placements:
+        by_vm[p.vm].append(p)
+    for seen in by_vm.values():
+        seen.sort(key=_SINCE)
+    return by_vm
 
 
 def _unique(alerts: Sequence[Alert]) -> Sequence[Alert]:
@@ -88,13 +99,18 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index:
         families[b.family].append(b)
 
     resolver = HostResolver(snapshot.hosts, snapshot.host_history, (b.subject for b in live))
-    split_incidents(families, policy, resolver, vm_index)
+    placements = _placements_by_vm(snapshot.vm_placements)
+    split_incidents(families, policy, resolver, vm_index, placements)
     groups = merge_groups(live, policy)
     archive = [d for g in groups for d in g.duplicates]
     archive.sort()
 
-    incidents = ha_incidents(families, policy, resolver, vm_index, generated_at,
-                             snapshot.vm_host_history)
+    vm_hosts: dict[str, set[str]] = defaultdict(set)
+    for vm, hosts in snapshot.vm_host_history.items():
+        vm_hosts[vm].update(hosts)
+    for vm, seen in placements.items():
+        vm_hosts[vm].update(p.host_id for p in seen)
+    incidents = ha_incidents(families, policy, resolver, vm_index, generated_at, vm_hosts)
 
     by_family: dict[str, int] = defaultdict(int)
     for family, buckets in families.items():

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Final
 
 from sidecar.model.constants import DEDUP_ELIGIBLE_NAMES, VM_ALERT_NAME_BY_KIND
-from sidecar.model.defaults import ALERT_GAP_WINDOW, HA_BACKLOG_AFTER
+from sidecar.model.defaults import ALERT_GAP_WINDOW, FAILURE_DETECTION, HA_BACKLOG_AFTER
 from sidecar.reconcile import fingerprint as fp
 
 #: Split rule: host-state history decides (a recorded ``Up`` between two alerts splits them;
@@ -109,6 +109,11 @@ class Policy:
     """Seconds HA needs at least from a host failure's first "Host is down" to an "HA
     starting VM" it causes (schedule, investigate, fence, boot). A new failure splits two
     restarts of one VM only if it began this long before the later one."""
+    failure_detection: float = FAILURE_DETECTION
+    """The shortest time CloudStack takes from a host's death to its first "Host is down"
+    (ping path: (ping.timeout − 1) × ping.interval; Host HA takes longer). A VM restarted at
+    r1 can only have died with a host whose failure is reported at least this long after r1:
+    an earlier failure cannot split two copies of that restart. Shorter is the safe side."""
     ha_horizon: float | None = 7 * 86400.0
     """HA incidents are an operational view: the plan itemises host failures seen within this
     many seconds before ``now`` and the latest failure of every host the snapshot lists as not
@@ -126,6 +131,11 @@ class Policy:
         ):
             if not value > 0:
                 raise ValueError(f"policy {name} must be a positive number of seconds, not {value}")
+        if not self.failure_detection >= 0:
+            raise ValueError(
+                "policy failure_detection must be zero or more seconds, "
+                f"not {self.failure_detection}"
+            )
         if not self.restart_latency >= 0:
             raise ValueError(
                 f"policy restart_latency must be zero or more seconds, not {self.restart_latency}"

@@ -38,6 +38,7 @@ def split(
     history_max_gap: timedelta = timedelta(days=1),
     markers: Sequence[datetime] = (),
     marker_lead: timedelta = timedelta(0),
+    marker_settle: timedelta = timedelta(0),
 ) -> tuple[list[int], dict[int, set[str]]]:
     """Split one fingerprint's alerts (their ``times``, sorted) into incidents.
 
@@ -52,12 +53,15 @@ def split(
       failed, so later rounds are the defect's duplicates) unless further apart than
       ``history_max_gap``; if it was not watching, the gap window decides.
     - SPLIT_NEW_FAILURE ("HA starting VM"): a new host failure (``markers``: the first
-      "Host is down" of each host failure) that began after the incident's first restart
-      and at least ``marker_lead`` before a later restart makes that restart a new incident
-      (it answers another failure, e.g. the VM's new host failed too); else the gap window
-      decides. ``marker_lead``: HA must schedule, investigate, fence and boot the VM before
-      it can send "HA starting VM", so a failure seconds before a restart did not cause it
-      (an unrelated host failing while parallel workers restart one VM twice).
+      "Host is down" of each host failure that may concern the VM) reported at least
+      ``marker_settle`` after the incident's first restart and at least ``marker_lead``
+      before a later restart makes that restart a new incident (it answers another failure,
+      e.g. the VM's new host failed too); else the gap window decides. ``marker_settle``:
+      the VM was placed on the failed host at the earliest at that first restart, and
+      CloudStack reports a host down no sooner than its detection time after it died.
+      ``marker_lead``: HA must schedule, investigate, fence and boot the VM before it can
+      send "HA starting VM", so a failure seconds before a restart did not cause it (an
+      unrelated host failing while parallel workers restart one VM twice).
     - SPLIT_VM_RAN ("Unable to restart"): a successful restart of the VM (``markers``: the
       first "HA starting VM" of each of its restart incidents) since the incident began
       makes a later failure to restart a new incident (the VM ran again); else the gap
@@ -79,7 +83,7 @@ def split(
     ):
         return cuts, {}
     if rule in (SPLIT_VM_RAN, SPLIT_NEW_FAILURE):
-        return _split_by_markers(times, cuts, markers, marker_lead), {}
+        return _split_by_markers(times, cuts, markers, marker_lead, marker_settle), {}
     assert resolver is not None and host is not None
     # max(): a covered pair must never merge what an uncovered one would split, or planning
     # again after archiving (canonicals only) could merge differently (idempotence).
@@ -105,10 +109,15 @@ def split(
 
 
 def _split_by_markers(
-    times: Sequence[datetime], cuts: list[int], markers: Sequence[datetime], lead: timedelta
+    times: Sequence[datetime],
+    cuts: list[int],
+    markers: Sequence[datetime],
+    lead: timedelta,
+    settle: timedelta = timedelta(0),
 ) -> list[int]:
     """Further split the gap-window incidents (``cuts``) where a marker falls after an
-    incident's first alert and at least ``lead`` before a later alert of it.
+    incident's first alert (at least ``settle`` after it, when given) and at least ``lead``
+    before a later alert of it.
 
     Any marker since the incident began counts, not only since the previous alert: a failure
     that began between a restart and its parallel copies can still cause a later restart once
@@ -119,16 +128,23 @@ def _split_by_markers(
     for start, stop in zip(cuts, [*cuts[1:], n], strict=True):
         if stop - start < 2:
             continue
-        first = times[start]
-        i = bisect.bisect_right(markers, first)
-        nxt = markers[i] + lead if i < len(markers) else None
+        nxt = _next_marker(markers, times[start], lead, settle)
         for k in range(start + 1, stop):
             if nxt is not None and nxt <= times[k]:
                 extra.append(k)
-                first = times[k]
-                i = bisect.bisect_right(markers, first)
-                nxt = markers[i] + lead if i < len(markers) else None
+                nxt = _next_marker(markers, times[k], lead, settle)
     return sorted(cuts + extra) if extra else cuts
+
+
+def _next_marker(
+    markers: Sequence[datetime], first: datetime, lead: timedelta, settle: timedelta
+) -> datetime | None:
+    """When the first marker that may follow an incident starting at ``first`` takes effect."""
+    if settle:
+        i = bisect.bisect_left(markers, first + settle)
+    else:
+        i = bisect.bisect_right(markers, first)
+    return markers[i] + lead if i < len(markers) else None
 
 
 def default_reason(rule: str, gap_seconds: float) -> str:

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar.model.constants import DEDUP_ELIGIBLE_NAMES, SUPPRESSED_NAMES
+from sidecar.model.plan import VmPlacement
 from sidecar.model.resources import Alert, Host
 from sidecar.reconcile import FAMILIES, HostStateChange, Plan, Policy, Snapshot, build_plan
 from sidecar.reconcile.buckets import family_of
@@ -184,3 +185,65 @@ def test_archive_is_exactly_the_union_of_the_groups_duplicates(
     assert plan.summary.duplicates == len(plan.archive)
     assert plan.summary.groups == len(plan.groups)
     assert sum(plan.summary.by_family.values()) == plan.summary.alerts_scanned
+
+
+# --- an unrelated host failure never splits the copies of one restart ------------------------
+
+OTHER_HOSTS = [(f"kvm-{n}", n, f"h-{n}") for n in range(20, 26)]
+
+
+def _down(name: str, db: int, zone: str = "zone1") -> str:
+    return f"Host is down, name: {name} (id:{db}), availability zone: {zone}, pod: Pod1"
+
+
+@st.composite
+def restarts_with_an_unrelated_failure(draw: st.DrawFn) -> tuple[list[Alert], list[Alert],
+                                                                  list[VmPlacement], float]:
+    """One VM's restart copies, other hosts' failures, and one more failure to add that
+    could not have killed the VM: of another host it never ran on (its placements known),
+    or reported sooner after the restart than CloudStack can detect a dead host."""
+    detection = draw(st.sampled_from([0.0, 30.0, 90.0, 150.0]))
+    first = draw(st.integers(min_value=100, max_value=2000))
+    copies = sorted(draw(st.lists(st.integers(min_value=0, max_value=40), min_size=2,
+                                  max_size=5)))
+    base = [Alert(id="fail-0", type=-1, name="ALERT.COMPUTE.HOST",
+                  description=_down("kvm-1", 1), sent=T0)]
+    base += [Alert(id=f"copy-{k}", type=-1, name="ALERT.USERVM",
+                   description="HA starting VM: web01 (i-2-14-VM)",
+                   sent=T0 + timedelta(seconds=first + c)) for k, c in enumerate(copies)]
+    name, db, _ = draw(st.sampled_from(OTHER_HOSTS))
+    known = draw(st.booleans())
+    if known:  # the ledger watched the VM on h-1, then on h-2: any time of the other host
+        at = draw(st.integers(min_value=first, max_value=first + copies[-1]))
+    else:      # unknown host: reported within the detection time after the first restart
+        at = first + draw(st.integers(min_value=0, max_value=max(0, int(detection) - 1)))
+        if detection == 0:
+            at = first - 1  # before the restart: it cannot cause it either
+    extra = [Alert(id="fail-x", type=-1, name="ALERT.COMPUTE.HOST",
+                   description=_down(name, db), sent=T0 + timedelta(seconds=at))]
+    placements = ([VmPlacement("i-2-14-VM", "h-1", T0 - timedelta(days=1)),
+                   VmPlacement("i-2-14-VM", "h-2", T0 + timedelta(seconds=first + 1))]
+                  if known else [])
+    return base, extra, placements, detection
+
+
+@given(restarts_with_an_unrelated_failure())
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_an_unrelated_failure_between_copies_of_one_restart_never_changes_the_archive_set(
+    case: tuple[list[Alert], list[Alert], list[VmPlacement], float],
+) -> None:
+    base, extra, placements, detection = case
+    hosts = [Host(id="h-1", name="kvm-1", state="Up", zonename="zone1", zoneid="z-1"),
+             Host(id="h-2", name="kvm-2", state="Up", zonename="zone1", zoneid="z-1"),
+             *(Host(id=h, name=n, state="Up", zonename="zone1", zoneid="z-1")
+               for n, _, h in OTHER_HOSTS)]
+    policy = Policy(failure_detection=detection, now=T0 + timedelta(hours=2))
+
+    def archive(alerts: list[Alert]) -> tuple[str, ...]:
+        snapshot = Snapshot(taken_at=T0 + timedelta(hours=2), alerts=alerts, hosts=hosts,
+                            vm_placements=placements)
+        return build_plan(snapshot, policy).archive
+
+    before = archive(base)
+    assert {f"copy-{k}" for k in range(1, len(base) - 1)} <= set(before)
+    assert archive(base + extra) == before

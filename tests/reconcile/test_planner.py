@@ -21,7 +21,7 @@ from plankit import (
     vm,
 )
 
-from sidecar.model.plan import VmRestarts
+from sidecar.model.plan import VmPlacement, VmRestarts
 from sidecar.model.resources import Host
 from sidecar.reconcile import Plan, Policy, Snapshot, build_plan
 from sidecar.support.settings import Settings
@@ -269,11 +269,35 @@ def test_a_failure_seconds_before_a_parallel_copy_does_not_split_it() -> None:
 
 def test_a_failure_among_parallel_copies_still_splits_a_later_restart() -> None:
     alerts = [alert(down("kvm1", 1), 0), alert(started(), 60, USERVM),
+              alert(started(), 63, USERVM), alert(down("kvm2", 2), 160),
+              alert(started(), 175, USERVM)]
+    plan = plan_of(alerts)
+    assert plan.archive == (alerts[2].id,)
+    assert "no new host failure" in plan.groups[-1].reason
+
+
+def test_a_failure_reported_sooner_than_detection_after_a_restart_does_not_split_it() -> None:
+    # Placed at 60 s, the VM cannot be on a host reported down at 61 s: CloudStack needs at
+    # least (ping.timeout - 1) x ping.interval = 90 s to report a dead host.
+    alerts = [alert(down("kvm1", 1), 0), alert(started(), 60, USERVM),
               alert(down("kvm2", 2), 61), alert(started(), 63, USERVM),
               alert(started(), 90, USERVM)]
-    plan = plan_of(alerts)
-    assert plan.archive == (alerts[3].id,)
-    assert "no new host failure" in plan.groups[-1].reason
+    assert plan_of(alerts).archive == tuple(sorted((alerts[3].id, alerts[4].id)))
+    # With a zero detection time (the old rule) the failure at 61 s splits the restart at 90 s.
+    assert plan_of(alerts, policy=Policy(failure_detection=0)).archive == (alerts[3].id,)
+
+
+def test_a_failure_of_a_host_the_vm_never_ran_on_does_not_split_its_restarts() -> None:
+    watched = [VmPlacement("i-2-14-VM", "h-1", T0 - timedelta(days=1)),
+               VmPlacement("i-2-14-VM", "h-3", T0 + timedelta(seconds=61))]
+    alerts = [alert(down("kvm1", 1), 0), alert(started(), 60, USERVM),
+              alert(down("kvm2", 2), 400), alert(started(), 420, USERVM)]
+    hosts = [HOST1, HOST2, Host(id="h-3", name="kvm3", state="Up", zoneid="z-1")]
+    assert plan_of(alerts, hosts=hosts, placements=watched).archive == (alerts[3].id,)
+    # On its new host kvm3, a failure reported 400 s later did split it.
+    alerts[2] = alert(down("kvm3", 3), 400)
+    hosts[2] = dataclasses.replace(hosts[2], state="Down")
+    assert plan_of(alerts, hosts=hosts, placements=watched).archive == ()
 
 
 def test_only_failures_in_the_vms_zone_split_its_restarts() -> None:
