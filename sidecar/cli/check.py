@@ -79,6 +79,13 @@ def render_table(result: CheckResult, console: Console) -> None:
         apis,
         _status(result.apis_checked and not result.missing_apis if result.apis_checked else None),
     )
+    if result.missing_optional_apis:
+        table.add_row(
+            "optional APIs",
+            "not allowed: " + ", ".join(result.missing_optional_apis)
+            + " (CloudStack's ping settings come from the sidecar's settings instead)",
+            _status(True, warn=True),
+        )
     console.print(table)
     verdict = "[green]all checks passed[/]" if result.ok else "[red]problems found[/]"
     console.print(verdict)

@@ -1,10 +1,10 @@
 """``cloudstack-sidecar role``: the least-privilege CloudStack role, and how to create it.
 
-The role allows exactly the APIs the sidecar calls (``constants.SIDECAR_APIS``) and ends with a
-``*`` deny rule. CloudStack checks a role's rules in order, first match wins; a call that no rule
-matches falls back to what the role *type* allows by default
-(``DynamicRoleBasedAPIAccessChecker.checkApiPermissionByRole``), so without the final deny an
-Admin-type role would get every admin API.
+The role allows exactly the APIs the sidecar calls (``constants.SIDECAR_APIS``, then the
+optional ``constants.OPTIONAL_APIS``) and ends with a ``*`` deny rule. CloudStack checks a
+role's rules in order, first match wins; a call that no rule matches falls back to what the
+role *type* allows by default (``DynamicRoleBasedAPIAccessChecker.checkApiPermissionByRole``),
+so without the final deny an Admin-type role would get every admin API.
 
 Usage::
 
@@ -21,11 +21,11 @@ from typing import Any, Final
 
 import typer
 
-from sidecar.model.constants import SIDECAR_APIS
+from sidecar.model.constants import OPTIONAL_APIS, SIDECAR_APIS
 from sidecar.support.errors import UserError
 
 #: The APIs the role allows, in the order their rules are created.
-ROLE_APIS: Final[tuple[str, ...]] = tuple(SIDECAR_APIS)
+ROLE_APIS: Final[tuple[str, ...]] = (*SIDECAR_APIS, *OPTIONAL_APIS)
 
 #: Role type. ``createRole type=`` accepts Admin, ResourceAdmin, DomainAdmin or User.
 ROLE_TYPE: Final = "Admin"
@@ -36,16 +36,14 @@ DEFAULT_ROLE_NAME: Final = "cloudstack-sidecar"
 API_PURPOSE: Final[dict[str, str]] = {
     "listApis": "start-up check that this role grants every API the sidecar needs",
     "listCapabilities": "read the CloudStack version (the defect affects 4.19.0-4.19.2, 4.20.0)",
-    "listZones": "name the zone of each host in reports and HA incidents",
     "listHosts": "host states: find failed hosts and when they went Down (admin API)",
     "listVirtualMachines": "HA-enabled VMs of failed hosts and where they run now "
     "(the admin view carries hostid)",
     "listAlerts": "read the HA, host and VM alerts to find duplicates (admin API)",
     "archiveAlerts": "archive duplicate alerts: the only call that changes anything "
     "(admin API; alerts are archived, never deleted)",
-    "listEvents": "HA and VM start events that separate one incident from the next",
-    "listHostHAResources": "Host-HA state and fencing rounds of hosts with Host HA enabled",
-    "queryAsyncJobResult": "follow asynchronous jobs to their result",
+    "listConfigurations": "optional: read ping.interval, ping.timeout and kvm.ha.* to know how "
+    "soon CloudStack can report a host down (without it: the sidecar's settings)",
 }
 
 WHY_ADMIN: Final = (

@@ -386,6 +386,16 @@ class CloudStackClient(Paging):
         capability = await self.capabilities()
         return str(capability.get("cloudstackversion") or "unknown")
 
+    async def configurations(self, prefix: str) -> dict[str, str]:
+        """Global settings whose name starts with ``prefix`` (``listConfigurations`` matches
+        ``name`` as a substring, so the prefix is checked here)."""
+        rows = await self.list_all("listConfigurations", "configuration", {"name": prefix})
+        return {
+            str(row["name"]): str(row.get("value") if row.get("value") is not None else "")
+            for row in rows
+            if str(row.get("name", "")).startswith(prefix)
+        }
+
     async def list_api_names(self) -> set[str]:
         """Names of the APIs this account may call (``listApis`` lists only allowed ones)."""
         inner = await self.request("listApis")

@@ -119,15 +119,14 @@ THROTTLED_TEXT: Final = (
 SIDECAR_APIS: Final = (
     "listApis",
     "listCapabilities",
-    "listZones",
     "listHosts",
     "listVirtualMachines",
     "listAlerts",
     "archiveAlerts",
-    "listEvents",
-    "listHostHAResources",
-    "queryAsyncJobResult",
 )
+
+#: APIs the sidecar uses when the role allows them and does without otherwise.
+OPTIONAL_APIS: Final = ("listConfigurations",)
 
 #: Prefixes of the read-only commands (safe to GET and to retry); every other command
 #: changes state: always POSTed, never retried unless idempotent.

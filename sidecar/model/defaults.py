@@ -30,3 +30,18 @@ def ping_detection(interval: float, timeout: float) -> float:
 
 #: The shortest host-failure detection time by CloudStack's defaults (Policy.failure_detection).
 FAILURE_DETECTION: Final = ping_detection(PING_INTERVAL, PING_TIMEOUT)
+
+
+def host_ha_detection(activity_interval: float, max_attempts: float) -> float:
+    """The earliest Host HA can recover or fence a dead KVM host (then "Host is down"), seconds.
+
+    HAManagerImpl decides only after ``kvm.ha.activity.check.max.attempts`` activity checks,
+    ``kvm.ha.activity.check.interval`` apart (HAResourceCounter, ActivityCheckTask): at least
+    (attempts − 1) × interval after the first failed health check (540 s by default).
+    """
+    return max(0.0, (max_attempts - 1.0) * activity_interval)
+
+
+#: CloudStack's ``kvm.ha.activity.check.interval`` and ``.max.attempts`` defaults (KVMHAConfig).
+KVM_HA_ACTIVITY_INTERVAL: Final = 60.0
+KVM_HA_ACTIVITY_ATTEMPTS: Final = 10.0

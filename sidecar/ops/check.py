@@ -24,7 +24,7 @@ from sidecar.cloudstack.errors import (
     TransportError,
 )
 from sidecar.cloudstack.limits import ClientLimits
-from sidecar.model.constants import AFFECTED_RELEASES, SIDECAR_APIS
+from sidecar.model.constants import AFFECTED_RELEASES, OPTIONAL_APIS, SIDECAR_APIS
 from sidecar.ops.context import require_supported
 from sidecar.support.errors import EXIT_CLOUDSTACK, UserError
 from sidecar.support.settings import Settings
@@ -48,6 +48,7 @@ class CheckResult:
     skew_limit: float = 300.0
     allowed_apis: list[str] = field(default_factory=list)
     missing_apis: list[str] = field(default_factory=list)
+    missing_optional_apis: list[str] = field(default_factory=list)
     apis_checked: bool = False
     error: str | None = None
     exit_code: int = 0
@@ -141,8 +142,11 @@ async def run_check(
             return result
         else:
             result.apis_checked = True
-            result.allowed_apis = sorted(a for a in SIDECAR_APIS if a in allowed)
+            result.allowed_apis = sorted(a for a in (*SIDECAR_APIS, *OPTIONAL_APIS)
+                                         if a in allowed)
             result.missing_apis = [a for a in SIDECAR_APIS if a not in allowed]
+            # Not a problem: the sidecar uses its settings instead (reported, not failed).
+            result.missing_optional_apis = [a for a in OPTIONAL_APIS if a not in allowed]
     if not result.ok:
         result.exit_code = EXIT_PROBLEMS
     return result

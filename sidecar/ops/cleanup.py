@@ -29,6 +29,7 @@ from sidecar.cloudstack.listing import (
 from sidecar.ledger.lease import claim_lease
 from sidecar.model.plan import Plan, Snapshot
 from sidecar.ops.context import Context, require_supported
+from sidecar.ops.detection import failure_detection
 from sidecar.ops.policy import policy_for
 from sidecar.ops.progress import Progress
 from sidecar.reconcile import Policy, build_plan
@@ -189,6 +190,8 @@ async def _passes(
     remaining = max_actions
     hosts = await list_hosts(cs)
     vms = await list_all_vms(cs)
+    detection = await failure_detection(cs, settings, hosts)
+    policy = dataclasses.replace(policy, failure_detection=detection)
     first: Plan | None = None
     problem = ""
     timings: dict[str, float] = {}

@@ -16,6 +16,7 @@ from sidecar.cloudstack.listing import (
 )
 from sidecar.model.plan import Plan, Snapshot
 from sidecar.ops.context import Context, require_supported
+from sidecar.ops.detection import failure_detection
 from sidecar.ops.policy import policy_for
 from sidecar.reconcile import build_plan
 from sidecar.support.gcpause import gc_paused
@@ -32,12 +33,13 @@ async def gather_plan(ctx: Context, *, families: frozenset[str] | None = None) -
             listing = await list_alerts_by_name(cs, ELIGIBLE_NAMES)
             hosts = await list_hosts(cs)
             vms = await list_all_vms(cs)
+            detection = await failure_detection(cs, ctx.settings, hosts)
             taken_at = server_now(cs)
         snapshot = Snapshot(
             taken_at=taken_at, alerts=listing.alerts, hosts=hosts, vms=vms, host_history=history
         )
         with gc_paused():
-            plan = build_plan(snapshot, policy_for(ctx.settings, families))
+            plan = build_plan(snapshot, policy_for(ctx.settings, families, detection=detection))
         # The run record is the audit trail of who looked (ledger only, never CloudStack).
         run_id = ledger.start_run(
             "report", "dry-run", endpoint=ctx.cloudstack.endpoint, cloudstack_version=version

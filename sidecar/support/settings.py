@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sidecar.model.defaults import ALERT_GAP_WINDOW, HA_BACKLOG_AFTER
+from sidecar.model.defaults import ALERT_GAP_WINDOW, HA_BACKLOG_AFTER, PING_INTERVAL, PING_TIMEOUT
 from sidecar.support.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/cloudstack-sidecar/sidecar.toml")
@@ -93,6 +93,16 @@ class Settings:
     """Default 900 s (15 min): an HA-enabled VM of a failed host not running elsewhere after this
     long counts as HA backlog (the pile-up operators watch for)."""
 
+    ping_interval: float = PING_INTERVAL
+    """Default 60 s, CloudStack's ``ping.interval``: used to tell which host failures can have
+    killed a restarted VM when the role may not call listConfigurations (the sidecar reads the
+    live value when it may). Set it to your cloud's value if you changed CloudStack's."""
+
+    ping_timeout: float = PING_TIMEOUT
+    """Default 2.5, CloudStack's ``ping.timeout`` (a multiple of ping.interval): a host is
+    reported down no sooner than (ping.timeout - 1) x ping.interval after it died (90 s by
+    default); read live with listConfigurations when the role allows it."""
+
     max_actions: int = 10_000
     """Default 10,000 archive actions per cleanup run: a safety cap against a bad plan."""
 
@@ -132,6 +142,8 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "archive_batch_size": (1, 20_000),
     "alert_gap_window": (1.0, 30 * 86400.0),
     "ha_backlog_after": (1.0, 30 * 86400.0),
+    "ping_interval": (1.0, 86400.0),
+    "ping_timeout": (1.0, 1000.0),
     "max_actions": (1, 100_000_000),
     "lease_ttl": (5.0, 86400.0),
     "observation_retention_days": (1.0, 36500.0),

@@ -16,7 +16,7 @@ from paths import ROOT
 from typer.testing import CliRunner
 
 from sidecar.cli.role import API_PURPOSE, ROLE_APIS, ROLE_TYPE, register, role_commands, role_json
-from sidecar.model.constants import SIDECAR_APIS
+from sidecar.model.constants import OPTIONAL_APIS, SIDECAR_APIS
 from sidecar.support.errors import UserError
 
 FAKE_CS = r'''#!{python}
@@ -54,7 +54,7 @@ def invoke(app: typer.Typer, *args: str):
 
 
 def test_role_apis_are_exactly_the_apis_the_sidecar_calls():
-    assert tuple(SIDECAR_APIS) == ROLE_APIS
+    assert (*SIDECAR_APIS, *OPTIONAL_APIS) == ROLE_APIS
     assert len(set(ROLE_APIS)) == len(ROLE_APIS)
 
 

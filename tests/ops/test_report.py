@@ -43,7 +43,8 @@ def test_report_makes_only_read_calls(
         result = run_cli(["report"], cli_env(sim, endpoint, ledger_url(tmp_path)), monkeypatch)
     assert result.code == 3, result.err
     commands = {r.command for r in sim.stats.requests}
-    assert commands <= {"listCapabilities", "listAlerts", "listHosts", "listVirtualMachines"}
+    assert commands <= {"listCapabilities", "listAlerts", "listHosts", "listVirtualMachines",
+                        "listConfigurations"}
     assert {r.method for r in sim.stats.requests} == {"GET"}
     assert not sim.stats.archive_count
 

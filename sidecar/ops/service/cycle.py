@@ -22,6 +22,7 @@ from sidecar.ledger import Ledger
 from sidecar.model.plan import Plan, Snapshot, Summary
 from sidecar.model.resources import Host
 from sidecar.ops.context import Context, require_supported
+from sidecar.ops.detection import failure_detection
 from sidecar.ops.policy import policy_for
 from sidecar.ops.service.acting import Archiver
 from sidecar.ops.service.alerts import AlertMemory
@@ -78,6 +79,8 @@ class Service:
         self.dry_run = dry_run
         self.metrics = metrics or Metrics()
         self.policy = policy_for(self.settings)
+        #: Whether the policy's detection time comes from the cloud (listConfigurations).
+        self._detection_read = False
         self.ledger: Ledger = ctx.ledger()
         #: CloudStack's version, from ``verify``.
         self.version = ""
@@ -164,6 +167,12 @@ class Service:
         try:
             cs = await self.session.client()
             hosts = await self.hosts.fetch(cs)
+            if not self._detection_read:
+                # Once per process: ping and Host HA settings change rarely, and a quiet cycle
+                # must stay at its few calls.
+                detection = await failure_detection(cs, self.settings, hosts)
+                self.policy = dataclasses.replace(self.policy, failure_detection=detection)
+                self._detection_read = True
             now = server_now(cs)  # alert times are the server's: plan on its clock
             for change in self.host_states.observe(hosts, now):
                 log.info("host %s (%s) is now %s%s", change.host_name, change.host_id,
