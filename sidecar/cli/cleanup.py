@@ -39,6 +39,9 @@ def summary_table(result: CleanupResult, applied: bool) -> Table:
         ("alerts scanned", summary.alerts_scanned),
         ("duplicate groups", summary.groups),
         ("duplicates found", totals.get("found", summary.duplicates)),
+        ("host failures / HA incidents (whole history)", summary.ha_incidents),
+        ("duplicate HA rounds (whole history)", summary.duplicate_rounds),
+        ("VMs restarted more than once (whole history)", summary.vms_restarted_more_than_once),
     ]
     if applied:
         rows += [

@@ -76,7 +76,9 @@ def write_plan_json(plan: Plan, out: IO[str]) -> None:
         opened = True
     out.write("]" if opened else "[]")
     objects("ha_incidents", (i.to_json() for i in plan.ha_incidents))
-    out.write(f',\n{dumps("summary")}: {dumps(plan.summary.to_json())}' + "}")
+    out.write(f',\n{dumps("summary")}: {dumps(plan.summary.to_json())}')
+    objects("hosts", (h.to_json() for h in plan.hosts))
+    out.write("}")
 
 
 def plan_csv(plan: Plan) -> str:
@@ -97,6 +99,33 @@ def plan_csv(plan: Plan) -> str:
     return out.getvalue()
 
 
+HOST_COLUMNS = ("host", "host_id", "zone", "failures", "rounds", "duplicate_rounds",
+                "last_failure")
+
+
+def hosts_csv(plan: Plan) -> str:
+    """One row per failed host of the whole history (``report --view hosts``)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(HOST_COLUMNS)
+    for h in plan.hosts:
+        writer.writerow([h.host, h.host_id, h.zone, h.failures, h.rounds, h.duplicate_rounds,
+                         iso(h.last_failure)])
+    return out.getvalue()
+
+
+def window_title(plan: Plan) -> str:
+    """What the itemised HA incidents cover, and how many host failures fall outside."""
+    s = plan.summary
+    if s.ha_window is None:
+        return "HA incidents (whole history, newest first)"
+    days = s.ha_window / 86400
+    span = f"{days:g} days" if days >= 1 else f"{s.ha_window / 3600:g} hours"
+    outside = max(0, s.ha_incidents - s.ha_incidents_listed)
+    return (f"HA incidents of the last {span} and of hosts still down (newest first; "
+            f"{outside} older host failures are in the per-host view)")
+
+
 def _md_row(cells: Iterable[object]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
@@ -111,9 +140,10 @@ def plan_markdown(plan: Plan) -> str:
         f"- duplicate groups: {s.groups}, duplicates to archive: {s.duplicates}",
         f"- left alone: {s.untouched_unknown} unknown-format, "
         f"{s.untouched_suppressed} suppressed-type (capacity etc.)",
-        f"- HA incidents: {s.ha_incidents}, duplicate HA rounds: {s.duplicate_rounds}, "
-        f"VMs restarted more than once (whole history): {s.vms_restarted_more_than_once}, "
-        f"HA backlog: {s.ha_backlog}",
+        f"- whole history: {s.ha_incidents} host failures (HA incidents), {s.ha_rounds} HA "
+        f"rounds of which {s.duplicate_rounds} duplicate, {s.vms_restarted_more_than_once} "
+        "VMs restarted more than once",
+        f"- HA backlog now: {s.ha_backlog}",
         "",
         "## Duplicate groups",
         "",
@@ -125,7 +155,17 @@ def plan_markdown(plan: Plan) -> str:
                               iso(g.last_sent)]))
     lines += [
         "",
-        "## HA incidents",
+        "## Hosts with most failures (whole history)",
+        "",
+        _md_row(["host", "zone", "failures", "rounds", "duplicate rounds", "last failure"]),
+        _md_row(["---"] * 6),
+    ]
+    for h in plan.hosts:
+        lines.append(_md_row([h.host, h.zone, h.failures, h.rounds, h.duplicate_rounds,
+                              iso(h.last_failure)]))
+    lines += [
+        "",
+        f"## {window_title(plan)}",
         "",
         _md_row(["host", "started", "rounds", "duplicate rounds", "VMs", "restarted > 1",
                  "backlog"]),
@@ -150,7 +190,17 @@ def print_plan_tables(plan: Plan, console: Console, *, max_rows: int = 50) -> No
         groups.caption = f"{len(plan.groups) - max_rows} more groups: use --format json or csv"
     console.print(groups)
 
-    incidents = Table(title="HA incidents (newest first)", title_justify="left")
+    hosts = Table(title="Hosts with most failures (whole history)", title_justify="left")
+    for col in ("host", "zone", "failures", "rounds", "dup. rounds", "last failure"):
+        hosts.add_column(col, overflow="fold")
+    for h in plan.hosts[:max_rows]:
+        hosts.add_row(escape(h.host), escape(h.zone), str(h.failures), str(h.rounds),
+                      str(h.duplicate_rounds), iso(h.last_failure) or "")
+    if len(plan.hosts) > max_rows:
+        hosts.caption = f"{len(plan.hosts) - max_rows} more hosts: use --view hosts"
+    console.print(hosts)
+
+    incidents = Table(title=window_title(plan), title_justify="left")
     for col in ("host", "started", "rounds", "dup. rounds", "restarts per VM", "backlog"):
         incidents.add_column(col, overflow="fold")
     for i in recent_incidents(plan)[:max_rows]:
@@ -178,8 +228,9 @@ def print_plan_tables(plan: Plan, console: Console, *, max_rows: int = 50) -> No
         ("duplicates to archive", s.duplicates),
         ("unknown format (left alone)", s.untouched_unknown),
         ("suppressed types (left alone)", s.untouched_suppressed),
-        ("HA incidents", s.ha_incidents),
-        ("duplicate HA rounds", s.duplicate_rounds),
+        ("host failures / HA incidents (whole history)", s.ha_incidents),
+        ("HA rounds (whole history)", s.ha_rounds),
+        ("duplicate HA rounds (whole history)", s.duplicate_rounds),
         ("VMs restarted more than once (whole history)", s.vms_restarted_more_than_once),
         ("HA backlog (VMs not yet running elsewhere)", s.ha_backlog),
     ):
@@ -198,3 +249,28 @@ def render_plan(plan: Plan, fmt: str, console: Console) -> None:
         console.file.write(plan_markdown(plan))
     else:
         print_plan_tables(plan, console)
+
+
+VIEWS = ("all", "hosts")
+
+
+def render_hosts(plan: Plan, fmt: str, console: Console) -> None:
+    """Only the per-host view of the whole history, in ``fmt`` (``report --view hosts``)."""
+    if fmt == "json":
+        console.file.write(json.dumps([h.to_json() for h in plan.hosts], indent=1) + "\n")
+    elif fmt == "csv":
+        console.file.write(hosts_csv(plan))
+    else:
+        table = Table(title="Hosts with most failures (whole history)", title_justify="left")
+        for col in ("host", "host id", "zone", "failures", "rounds", "dup. rounds",
+                    "last failure"):
+            table.add_column(col, overflow="fold")
+        rows = [[h.host, h.host_id, h.zone, str(h.failures), str(h.rounds),
+                 str(h.duplicate_rounds), iso(h.last_failure) or ""] for h in plan.hosts]
+        if fmt == "markdown":
+            lines = [_md_row(c.header for c in table.columns), _md_row(["---"] * 7)]
+            console.file.write("\n".join([*lines, *map(_md_row, rows)]) + "\n")
+            return
+        for row in rows:
+            table.add_row(*map(escape, row))
+        console.print(table)

@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 
 from sidecar.cli.options import parse_families, require_format
-from sidecar.cli.render import FORMATS, render_plan
+from sidecar.cli.render import FORMATS, VIEWS, render_hosts, render_plan
 from sidecar.ops.context import load_context
+from sidecar.support.errors import UserError
 
 #: Exit code when duplicates were found (for cron jobs and monitoring checks).
 EXIT_DUPLICATES = 3
@@ -18,6 +19,10 @@ EXIT_DUPLICATES = 3
 
 def report_command(
     fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv or markdown."),
+    view: str = typer.Option(
+        "all", "--view", help="all, or hosts: each failed host's failures and duplicate HA "
+        "rounds over the whole history."
+    ),
     family: list[str] = typer.Option(
         [], "--family", help="Only these families, e.g. host-is-down (repeatable); default all."
     ),
@@ -27,12 +32,18 @@ def report_command(
 ) -> None:
     """Show duplicate groups and HA incidents without changing anything (exit 3 if any)."""
     require_format(fmt, FORMATS)
+    if view not in VIEWS:
+        raise UserError(f"unknown view {view!r}: choose one of {', '.join(VIEWS)}")
     families = parse_families(family)
     from sidecar.ops.report import gather_plan  # the ledger's SQLAlchemy: not for --help
 
     ctx = load_context(config, region=region, overrides={"ledger_url": ledger_url})
     plan, _ = asyncio.run(gather_plan(ctx, families=families))
-    render_plan(plan, fmt, Console(soft_wrap=fmt != "table"))
+    console = Console(soft_wrap=fmt != "table")
+    if view == "hosts":
+        render_hosts(plan, fmt, console)
+    else:
+        render_plan(plan, fmt, console)
     if plan.archive:
         raise typer.Exit(EXIT_DUPLICATES)
 

@@ -204,6 +204,32 @@ class HAIncident:
 
 
 @dataclass(frozen=True, slots=True)
+class HostFailures:
+    """One host's failures over the whole history scanned: HA rounds and their duplicates."""
+
+    host: str
+    host_id: str
+    zone: str
+    failures: int
+    rounds: int
+    duplicate_rounds: int
+    last_failure: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "host_id": self.host_id, "zone": self.zone,
+                "failures": self.failures, "rounds": self.rounds,
+                "duplicate_rounds": self.duplicate_rounds,
+                "last_failure": iso(self.last_failure)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HostFailures:
+        last = from_iso(data["last_failure"])
+        assert last is not None
+        return cls(data["host"], data.get("host_id", ""), data.get("zone", ""),
+                   data["failures"], data["rounds"], data["duplicate_rounds"], last)
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     alerts_scanned: int = 0
     groups: int = 0
@@ -211,10 +237,18 @@ class Summary:
     untouched_unknown: int = 0
     untouched_suppressed: int = 0
     ha_incidents: int = 0
+    """Host failures over everything scanned (each: one incident of a host's "Host is down")."""
     duplicate_rounds: int = 0
+    """Extra "Host is down" rounds of those failures (rounds beyond one per failure)."""
     vms_restarted_more_than_once: int = 0
     ha_backlog: int = 0
     by_family: Mapping[str, int] = field(default_factory=dict)
+    ha_rounds: int = 0
+    """Every "Host is down" round scanned (one HA scheduling round each)."""
+    ha_incidents_listed: int = 0
+    """How many of the host failures ``Plan.ha_incidents`` itemises (within ha_window)."""
+    ha_window: float | None = None
+    """The itemised incidents' window in seconds before the plan's time (None: all)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -228,6 +262,9 @@ class Summary:
             "vms_restarted_more_than_once": self.vms_restarted_more_than_once,
             "ha_backlog": self.ha_backlog,
             "by_family": dict(sorted(self.by_family.items())),
+            "ha_rounds": self.ha_rounds,
+            "ha_incidents_listed": self.ha_incidents_listed,
+            "ha_window": self.ha_window,
         }
 
     def to_json_counts(self) -> dict[str, int]:
@@ -256,6 +293,8 @@ class Plan:
     archive: tuple[str, ...]
     ha_incidents: tuple[HAIncident, ...]
     summary: Summary
+    hosts: tuple[HostFailures, ...] = ()
+    """Every failed host of the history, most failures (then duplicate rounds) first."""
 
     @property
     def empty(self) -> bool:
@@ -273,6 +312,7 @@ class Plan:
             "archive": list(self.archive),
             "ha_incidents": [i.to_json() for i in self.ha_incidents],
             "summary": self.summary.to_json(),
+            "hosts": [h.to_json() for h in self.hosts],
         }
 
     @classmethod
@@ -285,4 +325,5 @@ class Plan:
             archive=tuple(data["archive"]),
             ha_incidents=tuple(HAIncident.from_json(i) for i in data["ha_incidents"]),
             summary=Summary.from_json(data["summary"]),
+            hosts=tuple(HostFailures.from_json(h) for h in data.get("hosts", ())),
         )

@@ -29,6 +29,7 @@ from sidecar.reconcile.buckets import (
 )
 from sidecar.reconcile.dedup import merge_groups, split_incidents
 from sidecar.reconcile.ha import ha_incidents
+from sidecar.reconcile.history import host_failures
 from sidecar.reconcile.indexes import HostResolver, VmIndex
 from sidecar.reconcile.policy import Policy
 
@@ -111,6 +112,7 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index:
     for vm, seen in placements.items():
         vm_hosts[vm].update(p.host_id for p in seen)
     incidents = ha_incidents(families, policy, resolver, vm_index, generated_at, vm_hosts)
+    failed_hosts = host_failures(families, resolver)
 
     by_family: dict[str, int] = defaultdict(int)
     for family, buckets in families.items():
@@ -128,8 +130,8 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index:
         duplicates=len(archive),
         untouched_unknown=untouched[UNTOUCHED_UNKNOWN],
         untouched_suppressed=untouched[UNTOUCHED_SUPPRESSED],
-        ha_incidents=len(incidents),
-        duplicate_rounds=sum(i.duplicate_rounds for i in incidents),
+        ha_incidents=sum(h.failures for h in failed_hosts),
+        duplicate_rounds=sum(h.duplicate_rounds for h in failed_hosts),
         # Every VM restart incident with several "HA starting VM" (attributed to a host
         # failure or not, in the families planned or not): the VM may have run twice.
         vms_restarted_more_than_once=sum(
@@ -137,6 +139,9 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index:
         ),
         ha_backlog=sum(len(i.backlog) for i in incidents),
         by_family=dict(sorted(by_family.items())),
+        ha_rounds=sum(h.rounds for h in failed_hosts),
+        ha_incidents_listed=len(incidents),
+        ha_window=policy.ha_horizon,
     )
     return Plan(
         generated_at=generated_at,
@@ -144,6 +149,7 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index:
         archive=tuple(archive),
         ha_incidents=incidents,
         summary=summary,
+        hosts=failed_hosts,
     )
 
 

@@ -15,7 +15,7 @@ def test_the_demo_archives_exactly_the_injected_duplicates_and_shows_each_step(
     assert result.code == 0, result.out + result.err
     out = result.out
     steps = ["cloudstack-sidecar demo", "Alert list before", "report (dry run)",
-             "HA incidents (newest first)", "cleanup --apply", "Ledger actions",
+             "HA incidents of the last", "cleanup --apply", "Ledger actions",
              "Alert list after", "result"]
     positions = [out.index(step) for step in steps]
     assert positions == sorted(positions)
