@@ -15,6 +15,7 @@ from cloudstack_simulator.ordered import (
     SortedKeys,
     alert_key,
     key_row,
+    key_sent,
     page_with_unstable_ties,
 )
 
@@ -308,6 +309,50 @@ def test_unstable_ties_only_reorder_the_groups_on_the_page_edges() -> None:
         # of the sent=3 group, in last_sent DESC order.
         assert [(-k) >> 32 for k in page] == [5, 4, 4, 3]
         assert {key_row(k) for k in page[1:3]} == {4, 5}
+
+
+def tied_view(*sents: int) -> ListView:
+    """Rows 1, 2, … with these ``last_sent`` values, in ``last_sent DESC, id DESC`` order."""
+    return ListView(sorted(alert_key(sent, row) for row, sent in enumerate(sents, 1)))
+
+
+def test_a_page_of_exactly_two_tie_groups_keeps_them_in_last_sent_order() -> None:
+    view = tied_view(5, 5, 4, 4, 4)
+    for salt in range(20):
+        assert [key_sent(k) for k in page_with_unstable_ties(view, 0, 4, salt)] == [5, 5, 4, 4]
+        assert [key_sent(k) for k in page_with_unstable_ties(view, 1, 3, salt)] == [5, 4]
+
+
+def test_two_rows_of_unique_last_sent_keep_their_order_on_a_page_of_two() -> None:
+    view = tied_view(9, 8, 7)
+    for salt in range(20):
+        assert [key_row(k) for k in page_with_unstable_ties(view, 0, 2, salt)] == [1, 2]
+
+
+def test_a_unique_row_next_to_a_cut_tie_group_is_never_pushed_off_its_page() -> None:
+    view = tied_view(9, 5, 5, 5)
+    for salt in range(20):
+        page = page_with_unstable_ties(view, 0, 2, salt)
+        assert key_row(page[0]) == 1 and key_sent(page[1]) == 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sents=st.lists(st.integers(0, 5), min_size=1, max_size=40),
+    size=st.integers(1, 6),
+    salt=st.integers(0, 2**16),
+)
+def test_unstable_ties_never_move_a_row_past_one_with_another_last_sent(
+    sents: list[int], size: int, salt: int
+) -> None:
+    view = tied_view(*sents)
+    for start in range(0, len(view), size):
+        page = page_with_unstable_ties(view, start, start + size, salt + start)
+        expected = view.keys[start : start + size]
+        # The same last_sent at every position: each page is newest first, a row with a unique
+        # last_sent is exactly where it belongs, and only rows of equal last_sent trade places.
+        assert [key_sent(k) for k in page] == [key_sent(k) for k in expected]
+        assert len(set(page)) == len(page)
 
 
 @settings(max_examples=60, deadline=None)
