@@ -87,7 +87,22 @@ def test_archived_alerts_are_hidden(sim: Simulator) -> None:
             431,
             "Can't specify page parameter when pagesize is -1 (Unlimited)",
         ),
-        ({"page": 1, "pagesize": "ten"}, 530, 'For input string: "ten"'),
+        (
+            {"page": 1, "pagesize": "ten"},
+            431,
+            "Unable to execute API command listalerts due to invalid value ten for parameter "
+            "pagesize",
+        ),
+        # Parameters are parsed before page and pagesize are paired.
+        (
+            {"pagesize": "ten"},
+            431,
+            "Unable to execute API command listalerts due to invalid value ten for parameter "
+            "pagesize",
+        ),
+        # A blank integer is skipped by the parser; the pairing check's Long.valueOf refuses it.
+        ({"page": 1, "pagesize": ""}, 431, 'For input string: ""'),
+        ({"page": 1, "pagesize": " "}, 431, 'For input string: " "'),
         (
             {"page": "one", "pagesize": 10},
             431,
@@ -100,6 +115,11 @@ def test_paging_misuse_gets_upstreams_errors(
 ) -> None:
     got, payload = invoke(sim, "listAlerts", **params)
     assert (got, error_text(payload)) == (status, text)
+
+
+def test_a_blank_page_is_the_first_page(sim: Simulator) -> None:
+    ids = alerts(sim, "a", "b", "c")
+    assert listed(sim, page="", pagesize=2) == [ids[2], ids[1]]
 
 
 def test_page_size_limit_errors_carry_the_invalid_parameter_code(sim: Simulator) -> None:
