@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cloudstack_simulator.alert_table import collate, like_matcher
+from cloudstack_simulator.alert_table import collate, fold, like_matcher
 from cloudstack_simulator.api.request import ApiError, Call, invalid
 from cloudstack_simulator.apispec import APIS
 from cloudstack_simulator.context import Context
@@ -215,15 +215,15 @@ def like_any(keyword: str, *values: str | None) -> bool:
         if value is None:
             continue
         if isinstance(matcher, str):
-            if matcher in value.casefold():
+            if matcher in fold(value):
                 return True
-        elif matcher.search(value):
+        elif matcher.search(fold(value)):
             return True
     return False
 
 
 def same_text(a: str | None, b: str) -> bool:
-    """``a = b`` under utf8_general_ci (None never matches)."""
+    """``a = b`` under utf8_general_ci, case- and accent-insensitive (None never matches)."""
     return a is not None and collate(a) == collate(b)
 
 

@@ -165,6 +165,16 @@ def test_keyword_is_a_case_insensitive_like_with_wildcards(sim: Simulator) -> No
     assert listed(sim, keyword="HA\\_") == [ids[2]]
 
 
+def test_keyword_and_name_ignore_accents_like_the_utf8_collation(sim: Simulator) -> None:
+    ids = alerts(sim, "Host is down, name: kvm-01", "Nœud hôte Ünreachable", "HA starting VM: a")
+    assert listed(sim, keyword="Hóst is") == [ids[0]]
+    assert listed(sim, keyword="HÖST%KVM") == [ids[0]]  # the wildcard path folds too
+    assert listed(sim, keyword="hote unreachable") == [ids[1]]
+    assert listed(sim, keyword="h_te") == [ids[1]]  # "ô" is one character
+    assert listed(sim, name="Alért.ÜserVM") == list(reversed(ids))
+    assert listed(sim, keyword="hôst", name="alert.uservm") == [ids[0]]
+
+
 def test_id_filter_takes_a_uuid_or_an_internal_id(sim: Simulator) -> None:
     ids = alerts(sim, "a", "b")
     assert listed(sim, id=ids[0]) == [ids[0]]

@@ -219,6 +219,18 @@ def test_list_hosts_by_unknown_uuid_gets_431(sim: Simulator) -> None:
     )
 
 
+def test_name_filters_of_hosts_and_vms_ignore_accents_and_case(sim: Simulator) -> None:
+    accents = str.maketrans({"v": "ṽ", "e": "é", "o": "ö", "a": "á"})
+    host = sim.hosts_as_api()[0]["name"]
+    vm = sim.vms_as_api()[0]["name"]
+    assert host.translate(accents) != host and vm.translate(accents) != vm
+    _, hosts = invoke(sim, "listHosts", name=host.translate(accents).upper())
+    assert [h["name"] for h in body(hosts)["host"]] == [host]
+    for param in ("name", "keyword"):
+        _, vms = invoke(sim, "listVirtualMachines", listall=True, **{param: vm.translate(accents)})
+        assert vm in [v["name"] for v in body(vms)["virtualmachine"]]
+
+
 def test_list_virtual_machines_needs_listall_for_other_accounts(sim: Simulator) -> None:
     _, own = invoke(sim, "listVirtualMachines")
     _, everything = invoke(sim, "listVirtualMachines", listall=True)
