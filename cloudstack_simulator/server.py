@@ -37,9 +37,6 @@ JSON_TYPE = "application/json; charset=UTF-8"
 XML_TYPE = "text/xml; charset=UTF-8"
 HTML_TYPE = "text/html; charset=utf-8"
 
-#: Gson escapes these by default; CloudStack's Gson does not turn that off.
-_GSON_ESCAPES = tuple((c, f"\\u{ord(c):04x}") for c in "<>&='")
-
 #: Parameter names whose values never reach logs or request records.
 _SECRET_NAMES = frozenset({"signature", "apikey"})
 
@@ -56,12 +53,12 @@ _HTML_PAGE = (
 
 
 def to_json(payload: dict[str, Any]) -> bytes:
-    """Serialize as CloudStack's Gson does: compact, raw UTF-8, HTML characters escaped."""
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    for char, escaped in _GSON_ESCAPES:
-        if char in text:
-            text = text.replace(char, escaped)
-    return text.encode("utf-8")
+    """Serialize as CloudStack does: compact, raw UTF-8, ``'=<>&`` literal.
+
+    Gson escapes those five as ``\\u0027``…, but ``ApiResponseSerializer`` undoes it before
+    the text is written.
+    """
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _xml_value(name: str, value: Any) -> str:
