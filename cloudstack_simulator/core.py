@@ -55,6 +55,7 @@ class Simulator:
         secret: str | None = None,
         zone_name: str = "zone-a",
         enforce_post: bool = False,
+        send_date: bool = False,
     ) -> None:
         if tie_order not in ("shuffle", "stable"):
             raise ValueError("tie_order must be 'shuffle' or 'stable'")
@@ -68,6 +69,9 @@ class Simulator:
         #: ``enforce.post.requests.and.timestamps`` (4.21+): POST for state-changing commands,
         #: signature version 3 required, ``expires`` at most 15 minutes ahead.
         self.enforce_post = enforce_post
+        #: Answer with a ``Date`` header (virtual time), as a proxy in front would add; a plain
+        #: management server sends none (Jetty's ``setSendDateHeader(false)``).
+        self.send_date = send_date
         lock = threading.RLock()
         self.context = Context(
             state=State(uuid_rng=random.Random(f"uuid:{seed}")),
@@ -319,7 +323,7 @@ class Simulator:
             raise ValueError(f"the simulator only listens on loopback, not {host!r}")
         if self._server is not None:
             raise RuntimeError("the simulator is already serving")
-        server = SimulatorHTTPServer((host, port), self.context, self)
+        server = SimulatorHTTPServer((host, port), self.context, self, send_date=self.send_date)
         if tls is not None:
             # Handshake lazily in the connection's thread, so that a client that never
             # completes it cannot block the accepting thread.

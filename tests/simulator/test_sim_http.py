@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import pytest
-from simkit import RawClient, body, invoke
+from simkit import RawClient, body, invoke, wire
 
 from cloudstack_simulator import PROFILES, Simulator
 from sidecar.model.constants import UNAUTHORIZED_TEXT
@@ -35,13 +37,97 @@ def test_an_error_answer_has_cloudstacks_json_status_and_headers(
     assert response.headers["Content-Type"] == "application/json; charset=UTF-8"
 
 
-def test_the_date_header_comes_from_the_virtual_clock(served: tuple[Simulator, RawClient]) -> None:
-    sim, client = served
-    first = parsedate_to_datetime(client.get("listZones").headers["Date"])
-    assert first == sim.now()
-    sim.clock.advance(7200)
-    second = parsedate_to_datetime(client.get("listZones").headers["Date"])
+def test_answers_carry_neither_a_date_nor_a_server_header(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    _, client = served
+    for response in (
+        client.get("listZones"),
+        client.get("listZones", secret="wrong"),
+        client.http.get(client.endpoint.replace("/client/api", "/client/")),
+    ):
+        assert response.status_code in (200, 401, 404)
+        assert "Date" not in response.headers and "Server" not in response.headers
+
+
+def test_with_send_date_the_date_header_comes_from_the_virtual_clock() -> None:
+    sim = Simulator(hosts=1, vms_per_host=1, send_date=True)
+    with sim.serve() as endpoint:
+        client = RawClient(endpoint, sim.key, sim.secret)
+        try:
+            first = parsedate_to_datetime(client.get("listZones").headers["Date"])
+            assert first == sim.now()
+            sim.clock.advance(7200)
+            second = parsedate_to_datetime(client.get("listZones").headers["Date"])
+            assert "Server" not in client.get("listZones").headers
+        finally:
+            client.close()
     assert (second - first).total_seconds() == 7200
+
+
+def raw_exchange(endpoint: str, request: bytes) -> bytes:
+    """Send ``request`` bytes as they are; everything the server answers until it closes."""
+    url = urlsplit(endpoint)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall(request)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def get_of_size(endpoint: str, size: int, *, header: str = "") -> bytes:
+    """A GET of ``/client/api`` whose request line and headers are exactly ``size`` bytes."""
+    head = f"Host: {urlsplit(endpoint).netloc}\r\nConnection: close\r\n{header}\r\n"
+    line = "GET /client/api?command=listZones&response=json&pad= HTTP/1.1\r\n"
+    pad = "x" * (size - len(line) - len(head))
+    return f"GET /client/api?command=listZones&response=json&pad={pad} HTTP/1.1\r\n{head}".encode()
+
+
+def test_a_get_whose_uri_passes_8_kib_gets_jettys_414_before_the_api_sees_it(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    sim, client = served
+    at_limit = raw_exchange(client.endpoint, get_of_size(client.endpoint, 8192))
+    # Unsigned: the API answers 401, so a 414 below proves the API never saw the request.
+    assert at_limit.startswith(b"HTTP/1.1 401 ")
+    # Request line and headers are under 100 bytes but the URI: the URI alone passes 8 KiB.
+    answer = raw_exchange(client.endpoint, get_of_size(client.endpoint, 8192 + 100))
+    head, _, page = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "HTTP/1.1 414 URI Too Long"
+    assert sorted(lines[1:]) == [
+        "Connection: close",
+        f"Content-Length: {len(page)}",
+        "Content-Type: text/html;charset=iso-8859-1",
+    ]
+    assert page == b"<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>"
+    assert sim.stats.statuses["listZones"] == {401: 1}
+    assert sim.stats.statuses["-"] == {414: 1}
+
+
+def test_headers_that_pass_8_kib_after_a_short_uri_get_jettys_431(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    _, client = served
+    padding = f"X-Padding: {'y' * 8000}\r\n"
+    at_limit = raw_exchange(client.endpoint, get_of_size(client.endpoint, 8192, header=padding))
+    assert at_limit.startswith(b"HTTP/1.1 401 ")
+    answer = raw_exchange(client.endpoint, get_of_size(client.endpoint, 8193, header=padding))
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert answer.endswith(b"<pre>reason: Request Header Fields Too Large</pre>")
+
+
+def test_a_long_call_that_gets_414_by_get_succeeds_by_post(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    _, client = served
+    long = {"padding": "z" * 9000}  # not a listZones parameter: signed, then ignored
+    assert client.get("listZones", **long).status_code == 414
+    response = client.post("listZones", **long)
+    assert response.status_code == 200
+    assert body(response.json())["count"] == 1
+    assert len(wire(client.signed("listZones", **long).items())) > 9000
 
 
 def test_a_bad_signature_gets_the_plain_servlet_401(served: tuple[Simulator, RawClient]) -> None:
