@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import socket
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,6 +17,9 @@ from cloudstack_simulator import PROFILES, Simulator
 from sidecar.model.constants import UNAUTHORIZED_TEXT
 
 ROLE_TEXT = "The given command 'listAlerts' either does not exist, is not available for user."
+RECORDED_VMS = (
+    Path(__file__).resolve().parents[2] / "fixtures" / "recorded" / "listVirtualMachines.json"
+)
 
 
 def test_an_error_answer_has_cloudstacks_json_status_and_headers(
@@ -328,6 +334,32 @@ def test_list_virtual_machines_needs_listall_for_other_accounts(sim: Simulator) 
     vm = all_vms[0]
     assert {"haenable", "hostid", "hostname", "instancename"} <= set(vm)
     assert vm["instancename"].startswith("i-") and vm["hostname"].startswith("kvm-")
+
+
+def test_every_vm_has_one_default_nic_with_an_address_on_its_network(sim: Simulator) -> None:
+    (recorded,) = json.loads(RECORDED_VMS.read_text())["listVirtualMachines"]["virtualmachine"]
+    _, payload = invoke(sim, "listVirtualMachines", listall=True)
+    vms = body(payload)["virtualmachine"]
+    addresses = set()
+    for vm in vms:
+        (nic,) = vm["nic"]
+        assert set(nic) == set(recorded["nic"][0])
+        assert nic["isdefault"] is True and nic["traffictype"] == "Guest"
+        network = ipaddress.ip_network(f"{nic['gateway']}/{nic['netmask']}", strict=False)
+        assert ipaddress.ip_address(nic["ipaddress"]) in network
+        assert nic["ipaddress"] not in (nic["gateway"], str(network.network_address))
+        addresses.add((nic["networkid"], nic["ipaddress"]))
+    assert len(addresses) == len(vms)  # no address twice on one network
+    _, minimal = invoke(sim, "listVirtualMachines", listall=True, details="min")
+    assert not any("nic" in vm for vm in body(minimal)["virtualmachine"])
+
+
+def test_nics_are_the_same_for_the_same_seed_and_differ_for_another() -> None:
+    def nics(seed: int) -> list[dict[str, object]]:
+        return [vm["nic"][0] for vm in Simulator(seed=seed, hosts=2).vms_as_api()]
+
+    assert nics(5) == nics(5)
+    assert {n["id"] for n in nics(5)}.isdisjoint({n["id"] for n in nics(6)})
 
 
 def test_list_virtual_machines_filters_by_host_and_ha(sim: Simulator) -> None:
