@@ -226,6 +226,15 @@ class Simulator:
                     done.append(uuid)
         return done
 
+    def archive_events(self, uuids: list[str]) -> list[str]:
+        """Archive events as ``archiveEvents`` by another admin would; returns those archived."""
+        wanted = set(uuids)
+        with self.lock:
+            hit = [e for e in self.state.events if e.uuid in wanted and not e.archived]
+            for event in hit:
+                event.archived = True
+        return [e.uuid for e in hit]
+
     def is_archived(self, uuid: str) -> bool:
         """True if the alert exists and is archived."""
         with self.lock:

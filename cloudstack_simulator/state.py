@@ -162,6 +162,8 @@ class Event:
     resource_name: str | None = None
     parent_id: str | None = None
     username: str = "system"
+    #: ``archiveEvents`` (or the UI) archived it: listEvents shows it only with archived=true.
+    archived: bool = False
 
 
 @dataclass(slots=True)

@@ -240,6 +240,8 @@ def event_item(ctx: Context, event: Event) -> dict[str, Any]:
             "created": render_date(event.created, ctx.tz),
             "state": event.state,
             "parentid": event.parent_id,
+            # EventJoinDaoImpl sets it only when true; Gson drops the null.
+            "archived": True if event.archived else None,
         }
     )
 
