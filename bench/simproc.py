@@ -179,9 +179,11 @@ class SimProcess:
 
     def start(self) -> None:
         """Start, seed, and wait until the endpoint is written."""
+        # --send-date: the steady bench runs the server clock ahead of ours, and the sidecar
+        # reads the server's clock (the one it plans on) from Date, as a proxy in front adds.
         cmd = [*sidecar_command(), "simulator", "--port", "0", "--seed", str(self.seed),
                "--latency-ms", f"{self.latency_ms:g}", "--write-ini", str(self.ini),
-               "--stats-file", str(self.stats_file)]  # fmt: skip
+               "--stats-file", str(self.stats_file), "--send-date"]  # fmt: skip
         if self.alerts:
             cmd += ["--alerts", str(self.alerts), "--duplicate-ratio", f"{self.duplicate_ratio:g}"]
         if self.hosts is not None:

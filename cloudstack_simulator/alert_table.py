@@ -8,6 +8,7 @@ name and per type, so a page of listAlerts costs O(page), not O(table).
 from __future__ import annotations
 
 import re
+import unicodedata
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -29,20 +30,30 @@ def mysql_number(text: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def fold(text: str) -> str:
+    """Text as utf8 collation compares it: accents dropped (NFKD without combining marks), case
+    folded, so ``Hóst`` and ``host`` are equal."""
+    if text.isascii():
+        return text.lower()  # the common case, and what casefold does to ASCII
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
 def collate(value: str) -> str:
-    # utf8_general_ci: case-insensitive, trailing spaces ignored.
-    return value.rstrip(" ").casefold()
+    # utf8_general_ci: case- and accent-insensitive, trailing spaces ignored.
+    return fold(value.rstrip(" "))
 
 
 def like_matcher(keyword: str) -> re.Pattern[str] | str:
-    """``subject LIKE '%kw%'`` (case-insensitive; ``%``/``_`` wildcards, ``\\`` escapes)."""
+    """``v LIKE '%kw%'`` under utf8 collation, for searching :func:`fold`-ed text (``%``/``_``
+    wildcards, ``\\`` escapes)."""
     if not any(c in keyword for c in "%_\\"):
-        return keyword.casefold()
+        return fold(keyword)
     parts: list[str] = []
     escaped = False
     for char in keyword:
         if escaped:
-            parts.append(re.escape(char))
+            parts.append(re.escape(fold(char)))
             escaped = False
         elif char == "\\":
             escaped = True
@@ -51,10 +62,10 @@ def like_matcher(keyword: str) -> re.Pattern[str] | str:
         elif char == "_":
             parts.append(".")
         else:
-            parts.append(re.escape(char))
+            parts.append(re.escape(fold(char)))
     if escaped:
         parts.append(re.escape("\\"))
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+    return re.compile("".join(parts), re.DOTALL)
 
 
 class AlertTable:
@@ -78,7 +89,7 @@ class AlertTable:
         self.live_by_type: dict[int, SortedKeys] = {}
         self.version = 0
         self._cache: OrderedDict[tuple[object, ...], tuple[int, list[int]]] = OrderedDict()
-        self._lower: dict[str, str] = {}
+        self._folded: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.uuid)
@@ -265,16 +276,16 @@ class AlertTable:
             return False
         if keyword is not None:
             subject = self.subject[i]
-            lowered = self._lower.get(subject)
-            if lowered is None:
-                lowered = subject.casefold()
-                if len(self._lower) < 200_000:
-                    self._lower[subject] = lowered
+            folded = self._folded.get(subject)
+            if folded is None:
+                folded = fold(subject)
+                if len(self._folded) < 200_000:
+                    self._folded[subject] = folded
             matcher = like_matcher(keyword)
             if isinstance(matcher, str):
-                if matcher not in lowered:
+                if matcher not in folded:
                     return False
-            elif matcher.search(subject) is None:
+            elif matcher.search(folded) is None:
                 return False
         return True
 

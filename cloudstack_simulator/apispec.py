@@ -3,7 +3,8 @@
 ``apispec.json`` was generated from ``fixtures/cloudstack-apis-4.18.json`` keeping only the
 parameters the simulator honours and the response fields it sends; descriptions are upstream's
 (Apache-2.0). ``tests/simulator/test_sim_contract.py`` checks it stays a subset of
-upstream. It is read once, when this module is first imported.
+upstream, but for the few later additions it lists (listEvents ``archived``, 4.19). It is read
+once, when this module is first imported.
 """
 
 from __future__ import annotations

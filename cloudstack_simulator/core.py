@@ -55,6 +55,7 @@ class Simulator:
         secret: str | None = None,
         zone_name: str = "zone-a",
         enforce_post: bool = False,
+        send_date: bool = False,
     ) -> None:
         if tie_order not in ("shuffle", "stable"):
             raise ValueError("tie_order must be 'shuffle' or 'stable'")
@@ -68,6 +69,9 @@ class Simulator:
         #: ``enforce.post.requests.and.timestamps`` (4.21+): POST for state-changing commands,
         #: signature version 3 required, ``expires`` at most 15 minutes ahead.
         self.enforce_post = enforce_post
+        #: Answer with a ``Date`` header (virtual time), as a proxy in front would add; a plain
+        #: management server sends none (Jetty's ``setSendDateHeader(false)``).
+        self.send_date = send_date
         lock = threading.RLock()
         self.context = Context(
             state=State(uuid_rng=random.Random(f"uuid:{seed}")),
@@ -222,6 +226,15 @@ class Simulator:
                     done.append(uuid)
         return done
 
+    def archive_events(self, uuids: list[str]) -> list[str]:
+        """Archive events as ``archiveEvents`` by another admin would; returns those archived."""
+        wanted = set(uuids)
+        with self.lock:
+            hit = [e for e in self.state.events if e.uuid in wanted and not e.archived]
+            for event in hit:
+                event.archived = True
+        return [e.uuid for e in hit]
+
     def is_archived(self, uuid: str) -> bool:
         """True if the alert exists and is archived."""
         with self.lock:
@@ -319,7 +332,7 @@ class Simulator:
             raise ValueError(f"the simulator only listens on loopback, not {host!r}")
         if self._server is not None:
             raise RuntimeError("the simulator is already serving")
-        server = SimulatorHTTPServer((host, port), self.context, self)
+        server = SimulatorHTTPServer((host, port), self.context, self, send_date=self.send_date)
         if tls is not None:
             # Handshake lazily in the connection's thread, so that a client that never
             # completes it cannot block the accepting thread.

@@ -180,8 +180,9 @@ def page_with_unstable_ties(view: OrderedView, start: int, stop: int, salt: int)
 
     MySQL promises nothing about rows that tie on the ORDER BY column, and with LIMIT it may
     order them differently from one page to the next, so a tie group cut by a page edge can
-    show a row on both pages and another on neither. Only the two edge groups are reordered:
-    O(page + tie group).
+    show a row on both pages and another on neither. Rows never cross a row with another
+    ``last_sent``: each group is reordered only among itself, and only the two edge groups
+    are (the page's rows between them are whole groups): O(page + tie group).
     """
     if start >= stop or start >= len(view):
         return []
@@ -199,7 +200,7 @@ def page_with_unstable_ties(view: OrderedView, start: int, stop: int, salt: int)
     def shuffled(group: list[int]) -> list[int]:
         return sorted(group, key=lambda k: hash((salt, k))) if len(group) > 1 else group
 
-    if head_end >= tail_start:  # one tie group covers the whole page
+    if key_sent(first) == key_sent(last):  # one tie group covers the whole page
         window = shuffled(window)
     else:
         window = (

@@ -37,8 +37,11 @@ JSON_TYPE = "application/json; charset=UTF-8"
 XML_TYPE = "text/xml; charset=UTF-8"
 HTML_TYPE = "text/html; charset=utf-8"
 
-#: Gson escapes these by default; CloudStack's Gson does not turn that off.
-_GSON_ESCAPES = tuple((c, f"\\u{ord(c):04x}") for c in "<>&='")
+#: Jetty's ``setRequestHeaderSize(8192)`` (``ServerDaemon``): request line and headers together.
+REQUEST_HEADER_SIZE = 8192
+#: Jetty's ``badMessageError`` answer: status, reason, and this type (the connection closes).
+_BAD_MESSAGE_TYPE = "text/html;charset=iso-8859-1"
+_BAD_MESSAGE_REASON = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
 #: Parameter names whose values never reach logs or request records.
 _SECRET_NAMES = frozenset({"signature", "apikey"})
@@ -56,12 +59,12 @@ _HTML_PAGE = (
 
 
 def to_json(payload: dict[str, Any]) -> bytes:
-    """Serialize as CloudStack's Gson does: compact, raw UTF-8, HTML characters escaped."""
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    for char, escaped in _GSON_ESCAPES:
-        if char in text:
-            text = text.replace(char, escaped)
-    return text.encode("utf-8")
+    """Serialize as CloudStack does: compact, raw UTF-8, ``'=<>&`` literal.
+
+    Gson escapes those five as ``\\u0027``…, but ``ApiResponseSerializer`` undoes it before
+    the text is written.
+    """
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _xml_value(name: str, value: Any) -> str:
@@ -130,9 +133,13 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], ctx: Context, backend: Backend) -> None:
+    def __init__(
+        self, address: tuple[str, int], ctx: Context, backend: Backend, *, send_date: bool = False
+    ) -> None:
         self.ctx = ctx
         self.backend = backend
+        #: Add a ``Date`` header, as a proxy in front of the management server would.
+        self.send_date = send_date
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, ApiHandler)
@@ -158,8 +165,6 @@ class ApiHandler(BaseHTTPRequestHandler):
     """``/client/api``: GET query or POST form, like ``ApiServlet``."""
 
     protocol_version = "HTTP/1.1"
-    server_version = "Jetty(9.4)"
-    sys_version = ""
     timeout = 120
     server: SimulatorHTTPServer
 
@@ -179,15 +184,56 @@ class ApiHandler(BaseHTTPRequestHandler):
         with self.server.connections_lock:
             self.server.connections.discard(self.connection)
 
-    def version_string(self) -> str:
-        return self.server_version
-
     def log_message(self, format: str, *args: Any) -> None:
         """Never log request lines: they carry the API key and signature."""
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         """The ``Date`` header comes from the virtual clock (clients measure skew with it)."""
         return formatdate(self.server.ctx.clock.time(), usegmt=True)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """No ``Server`` and no ``Date`` header: Jetty runs with ``setSendServerVersion(false)``
+        and ``setSendDateHeader(false)``; ``send_date`` plays a proxy in front adding ``Date``."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        if self.server.send_date:
+            self.send_header("Date", self.date_time_string())
+
+    def parse_request(self) -> bool:
+        """Jetty's header size limit, before anything else looks at the request."""
+        if not super().parse_request():
+            return False
+        head = f"{self.requestline}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        size = len(head.encode("latin-1", "replace")) + 2
+        if size <= REQUEST_HEADER_SIZE:
+            return True
+        # Jetty counts bytes as it parses: the limit falls inside the URI (414) or after it (431).
+        through_uri = len(f"{self.command} {self.path}".encode("latin-1", "replace"))
+        self._bad_message(414 if through_uri > REQUEST_HEADER_SIZE else 431)
+        return False
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Python's own limits (a request line over 64 KiB, too many headers) answer as Jetty's."""
+        if code in _BAD_MESSAGE_REASON:
+            self._bad_message(code)
+        else:
+            super().send_error(code, message, explain)
+
+    def _bad_message(self, status: int) -> None:
+        """Jetty's answer to a request it cannot parse: a short HTML page, then close."""
+        stats = self.server.ctx.stats
+        started = stats.begin()
+        reason = _BAD_MESSAGE_REASON[status]
+        data = f"<h1>Bad Message {status}</h1><pre>reason: {reason}</pre>".encode("latin-1")
+        self.close_connection = True
+        self.send_response(status, reason)
+        self.send_header("Content-Type", _BAD_MESSAGE_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        ms = (time.monotonic() - started) * 1000.0
+        stats.end(RequestRecord("-", self.command, status, ms, {}, started), len(data))
+        self.end_headers()
+        self.wfile.write(data)
 
     def do_GET(self) -> None:
         self._serve("GET")

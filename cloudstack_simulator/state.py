@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 
 from cloudstack_simulator.alert_table import AlertTable
 from sidecar.model.constants import ALERT_TYPES, SUPPRESSED_NAMES
+
+
+def uuid4_from(bits: int) -> str:
+    """A version-4 UUID made of 128 bits (version and variant bits set)."""
+    n = (bits & ~(0xF000 << 64)) | (0x4000 << 64)
+    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def derived_uuid(*parts: object) -> str:
+    """A version-4 UUID that is a function of ``parts`` (it draws nothing from the seeded
+    generator, so the uuids that generator hands out stay what they were)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return uuid4_from(int.from_bytes(digest[:16], "big"))
 
 
 def stamp(at: float) -> int:
@@ -146,6 +162,8 @@ class Event:
     resource_name: str | None = None
     parent_id: str | None = None
     username: str = "system"
+    #: ``archiveEvents`` (or the UI) archived it: listEvents shows it only with archived=true.
+    archived: bool = False
 
 
 @dataclass(slots=True)
@@ -218,11 +236,7 @@ class State:
 
     def new_uuid(self) -> str:
         """A random (seeded) version-4 UUID."""
-        n = self.uuid_rng.getrandbits(128)
-        n = (n & ~(0xF000 << 64)) | (0x4000 << 64)
-        n = (n & ~(0xC000 << 48)) | (0x8000 << 48)
-        h = f"{n:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        return uuid4_from(self.uuid_rng.getrandbits(128))
 
     def next_id(self, table: str) -> int:
         """The next auto-increment id of ``table``."""

@@ -31,9 +31,14 @@ FAST = {"requests_per_second": 1000.0, "retry_backoff": 0.0, "max_concurrency": 
 def sim_with_history(
     alerts: int, *, seed: int = 7, scenario: str | None = "host-crash", **options: Any
 ) -> Simulator:
-    """A 4.19.2 simulator with ``alerts`` of history and (by default) a host that just crashed."""
+    """A 4.19.2 simulator with ``alerts`` of history and (by default) a host that just crashed.
+
+    It answers with a ``Date`` header, as a proxy in front would add: its clock runs far from
+    ours, and the sidecar reads the server's clock (the one it plans on) from ``Date``.
+    """
     options.setdefault("hosts", 6)
     options.setdefault("vms_per_host", 4)
+    options.setdefault("send_date", True)
     sim = Simulator(profile="4.19.2", seed=seed, **options)
     if alerts:
         sim.seed_history(alerts=alerts, duplicate_ratio=0.3)

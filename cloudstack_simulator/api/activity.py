@@ -25,6 +25,10 @@ def list_events(ctx: Context, call: Call) -> dict[str, Any]:
     events = [e for e in ctx.state.events if accounts is None or e.account in accounts]
     if "id" in p:
         events = [e for e in events if e.id == p["id"]]
+    else:
+        # 4.19+: ``archived = ?`` (default false) unless an id is asked for.
+        archived = p.get("archived", False)
+        events = [e for e in events if e.archived == archived]
     if "type" in p:
         events = [e for e in events if same_text(e.type, p["type"])]
     if "level" in p:

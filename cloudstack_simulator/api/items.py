@@ -8,7 +8,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any
 
 from cloudstack_simulator.context import Context
-from cloudstack_simulator.state import AsyncJob, Event, Host, Vm
+from cloudstack_simulator.state import AsyncJob, Event, Host, Vm, derived_uuid
 
 _TWO = tuple(f"{n:02d}" for n in range(60))
 _DAY_PREFIX: dict[int, str] = {}
@@ -125,6 +125,33 @@ def _host_control_state(ctx: Context, vm: Vm) -> str | None:
     return "Offline"
 
 
+def vm_nic(ctx: Context, vm: Vm) -> dict[str, Any]:
+    """The VM's one NIC, on its account's isolated guest network of the zone (derived from the
+    seeded uuids, so the same seed gives the same NICs)."""
+    zone = ctx.state.zones[vm.zone_id]
+    network = derived_uuid("network", zone.uuid, vm.account)
+    nic = derived_uuid("nic", vm.uuid)
+    vlan = 1000 + int(network[:4], 16) % 3000
+    host_part = vm.id + 1  # 10.1.0.1 is the network's gateway
+    mac = nic[-8:]
+    return {
+        "id": nic,
+        "networkid": network,
+        "networkname": f"{vm.account}-network",
+        "netmask": "255.255.0.0",
+        "gateway": "10.1.0.1",
+        "ipaddress": f"10.1.{host_part >> 8 & 255}.{host_part & 255}",
+        "isdefault": True,
+        "macaddress": f"02:00:{mac[0:2]}:{mac[2:4]}:{mac[4:6]}:{mac[6:8]}",
+        "broadcasturi": f"vlan://{vlan}",
+        "isolationuri": f"vlan://{vlan}",
+        "traffictype": "Guest",
+        "type": "Isolated",
+        "secondaryip": [],
+        "extradhcpoption": [],
+    }
+
+
 def vm_item(ctx: Context, vm: Vm, details: Iterable[str] = ("all",)) -> dict[str, Any]:
     """A listVirtualMachines item as a root admin sees it (``instancename``, host fields)."""
     st = ctx.state
@@ -172,7 +199,7 @@ def vm_item(ctx: Context, vm: Vm, details: Iterable[str] = ("all",)) -> dict[str
                 "rootdevicetype": "ROOT",
                 "hypervisor": host.hypervisor if host else "KVM",
                 "isdynamicallyscalable": False,
-                "nic": [],
+                "nic": [vm_nic(ctx, vm)],
                 "securitygroup": [],
                 "affinitygroup": [],
                 "tags": [],
@@ -213,6 +240,8 @@ def event_item(ctx: Context, event: Event) -> dict[str, Any]:
             "created": render_date(event.created, ctx.tz),
             "state": event.state,
             "parentid": event.parent_id,
+            # EventJoinDaoImpl sets it only when true; Gson drops the null.
+            "archived": True if event.archived else None,
         }
     )
 

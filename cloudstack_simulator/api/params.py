@@ -1,8 +1,8 @@
 """Parameter processing as upstream's dispatcher does it, paging, filters and list answers.
 
-Order of checks follows ``ApiServer.handleRequest``: ``BaseListCmd.validateSpecificParameters``
-(page/pagesize pairing), ``ParamProcessWorker`` (types, uuids, dates, lengths), then the
-command itself (page size limit, filters).
+Order of checks follows upstream's standard dispatch chain: ``ParamProcessWorker`` (types,
+uuids, dates, lengths), then ``BaseListCmd.validateSpecificParameters`` (page/pagesize
+pairing), then the command itself (page size limit, filters).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cloudstack_simulator.alert_table import collate, like_matcher
+from cloudstack_simulator.alert_table import collate, fold, like_matcher
 from cloudstack_simulator.api.request import ApiError, Call, invalid
 from cloudstack_simulator.apispec import APIS
 from cloudstack_simulator.context import Context
@@ -52,8 +52,9 @@ def _validate_paging(call: Call) -> None:
     size = None
     if raw_size is not None:
         if not _JAVA_LONG.fullmatch(raw_size):
-            # Long.valueOf in validateSpecificParameters: an unhandled NumberFormatException.
-            raise ApiError(HTTP_INTERNAL_ERROR, f'For input string: "{raw_size}"')
+            # Only a blank value gets here (ParamProcessWorker skips blank integers); Long.valueOf
+            # throws NumberFormatException, which handleRequest answers as a parameter error.
+            raise ApiError(HTTP_PARAM_ERROR, f'For input string: "{raw_size}"')
         size = int(raw_size)
     has_page = call.params.get("page") is not None
     if not has_page and size is not None and size != -1:
@@ -108,8 +109,6 @@ def _integer(call: Call, name: str, raw: str, bits: int = 32) -> int:
 def process(ctx: Context, call: Call) -> dict[str, Any]:
     """Parse and check ``call.params`` against the command's declared parameters."""
     spec = APIS[call.command]
-    if any(p["name"] == "pagesize" for p in spec["params"]):
-        _validate_paging(call)
     out: dict[str, Any] = {}
     for param in spec["params"]:
         name = param["name"]
@@ -169,6 +168,8 @@ def process(ctx: Context, call: Call) -> dict[str, Any]:
             out[name] = raw
         else:
             out[name] = raw
+    if any(p["name"] == "pagesize" for p in spec["params"]):
+        _validate_paging(call)
     return out
 
 
@@ -214,15 +215,15 @@ def like_any(keyword: str, *values: str | None) -> bool:
         if value is None:
             continue
         if isinstance(matcher, str):
-            if matcher in value.casefold():
+            if matcher in fold(value):
                 return True
-        elif matcher.search(value):
+        elif matcher.search(fold(value)):
             return True
     return False
 
 
 def same_text(a: str | None, b: str) -> bool:
-    """``a = b`` under utf8_general_ci (None never matches)."""
+    """``a = b`` under utf8_general_ci, case- and accent-insensitive (None never matches)."""
     return a is not None and collate(a) == collate(b)
 
 

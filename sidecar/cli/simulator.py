@@ -122,6 +122,11 @@ def simulator_command(
         max=3600.0,
         help="Virtual seconds per real second (>1 runs the server clock ahead of yours).",
     ),
+    send_date: bool = typer.Option(
+        False,
+        "--send-date",
+        help="Add a Date header, as a proxy in front adds (a plain management server sends none).",
+    ),
     stats_file: Path | None = typer.Option(
         None,
         "--stats-file",
@@ -151,6 +156,7 @@ def simulator_command(
             start=datetime.now(UTC).replace(microsecond=0),
             key=key,
             secret=secret,
+            send_date=send_date,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

@@ -131,9 +131,12 @@ def migrated_template(directory: Path) -> Path:
     return path
 
 
-def history_sim(seed: int, alerts: int = 600, *, profile: str = "4.19.2") -> Simulator:
-    """A small simulator with a seeded alert history (about 27 % duplicates)."""
-    sim = Simulator(profile=profile, seed=seed, hosts=4, vms_per_host=3)
+def history_sim(
+    seed: int, alerts: int = 600, *, profile: str = "4.19.2", send_date: bool = False
+) -> Simulator:
+    """A small simulator with a seeded alert history (about 27 % duplicates); ``send_date``
+    adds a ``Date`` header, as a proxy in front would."""
+    sim = Simulator(profile=profile, seed=seed, hosts=4, vms_per_host=3, send_date=send_date)
     sim.seed_history(alerts=alerts, duplicate_ratio=0.3)
     return sim
 

@@ -15,6 +15,7 @@ from cloudstack_simulator.ordered import (
     SortedKeys,
     alert_key,
     key_row,
+    key_sent,
     page_with_unstable_ties,
 )
 
@@ -86,7 +87,22 @@ def test_archived_alerts_are_hidden(sim: Simulator) -> None:
             431,
             "Can't specify page parameter when pagesize is -1 (Unlimited)",
         ),
-        ({"page": 1, "pagesize": "ten"}, 530, 'For input string: "ten"'),
+        (
+            {"page": 1, "pagesize": "ten"},
+            431,
+            "Unable to execute API command listalerts due to invalid value ten for parameter "
+            "pagesize",
+        ),
+        # Parameters are parsed before page and pagesize are paired.
+        (
+            {"pagesize": "ten"},
+            431,
+            "Unable to execute API command listalerts due to invalid value ten for parameter "
+            "pagesize",
+        ),
+        # A blank integer is skipped by the parser; the pairing check's Long.valueOf refuses it.
+        ({"page": 1, "pagesize": ""}, 431, 'For input string: ""'),
+        ({"page": 1, "pagesize": " "}, 431, 'For input string: " "'),
         (
             {"page": "one", "pagesize": 10},
             431,
@@ -99,6 +115,11 @@ def test_paging_misuse_gets_upstreams_errors(
 ) -> None:
     got, payload = invoke(sim, "listAlerts", **params)
     assert (got, error_text(payload)) == (status, text)
+
+
+def test_a_blank_page_is_the_first_page(sim: Simulator) -> None:
+    ids = alerts(sim, "a", "b", "c")
+    assert listed(sim, page="", pagesize=2) == [ids[2], ids[1]]
 
 
 def test_page_size_limit_errors_carry_the_invalid_parameter_code(sim: Simulator) -> None:
@@ -142,6 +163,16 @@ def test_keyword_is_a_case_insensitive_like_with_wildcards(sim: Simulator) -> No
     assert set(listed(sim, keyword="HA_")) == {ids[0], ids[2]}  # "_" is any one character
     assert listed(sim, keyword="down%kvm") == [ids[1]]
     assert listed(sim, keyword="HA\\_") == [ids[2]]
+
+
+def test_keyword_and_name_ignore_accents_like_the_utf8_collation(sim: Simulator) -> None:
+    ids = alerts(sim, "Host is down, name: kvm-01", "Nœud hôte Ünreachable", "HA starting VM: a")
+    assert listed(sim, keyword="Hóst is") == [ids[0]]
+    assert listed(sim, keyword="HÖST%KVM") == [ids[0]]  # the wildcard path folds too
+    assert listed(sim, keyword="hote unreachable") == [ids[1]]
+    assert listed(sim, keyword="h_te") == [ids[1]]  # "ô" is one character
+    assert listed(sim, name="Alért.ÜserVM") == list(reversed(ids))
+    assert listed(sim, keyword="hôst", name="alert.uservm") == [ids[0]]
 
 
 def test_id_filter_takes_a_uuid_or_an_internal_id(sim: Simulator) -> None:
@@ -308,6 +339,50 @@ def test_unstable_ties_only_reorder_the_groups_on_the_page_edges() -> None:
         # of the sent=3 group, in last_sent DESC order.
         assert [(-k) >> 32 for k in page] == [5, 4, 4, 3]
         assert {key_row(k) for k in page[1:3]} == {4, 5}
+
+
+def tied_view(*sents: int) -> ListView:
+    """Rows 1, 2, … with these ``last_sent`` values, in ``last_sent DESC, id DESC`` order."""
+    return ListView(sorted(alert_key(sent, row) for row, sent in enumerate(sents, 1)))
+
+
+def test_a_page_of_exactly_two_tie_groups_keeps_them_in_last_sent_order() -> None:
+    view = tied_view(5, 5, 4, 4, 4)
+    for salt in range(20):
+        assert [key_sent(k) for k in page_with_unstable_ties(view, 0, 4, salt)] == [5, 5, 4, 4]
+        assert [key_sent(k) for k in page_with_unstable_ties(view, 1, 3, salt)] == [5, 4]
+
+
+def test_two_rows_of_unique_last_sent_keep_their_order_on_a_page_of_two() -> None:
+    view = tied_view(9, 8, 7)
+    for salt in range(20):
+        assert [key_row(k) for k in page_with_unstable_ties(view, 0, 2, salt)] == [1, 2]
+
+
+def test_a_unique_row_next_to_a_cut_tie_group_is_never_pushed_off_its_page() -> None:
+    view = tied_view(9, 5, 5, 5)
+    for salt in range(20):
+        page = page_with_unstable_ties(view, 0, 2, salt)
+        assert key_row(page[0]) == 1 and key_sent(page[1]) == 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sents=st.lists(st.integers(0, 5), min_size=1, max_size=40),
+    size=st.integers(1, 6),
+    salt=st.integers(0, 2**16),
+)
+def test_unstable_ties_never_move_a_row_past_one_with_another_last_sent(
+    sents: list[int], size: int, salt: int
+) -> None:
+    view = tied_view(*sents)
+    for start in range(0, len(view), size):
+        page = page_with_unstable_ties(view, start, start + size, salt + start)
+        expected = view.keys[start : start + size]
+        # The same last_sent at every position: each page is newest first, a row with a unique
+        # last_sent is exactly where it belongs, and only rows of equal last_sent trade places.
+        assert [key_sent(k) for k in page] == [key_sent(k) for k in expected]
+        assert len(set(page)) == len(page)
 
 
 @settings(max_examples=60, deadline=None)

@@ -96,6 +96,33 @@ def test_bad_options_are_one_line_user_errors(args: list[str], message: str) -> 
     assert "\n" not in str(result.exception)
 
 
+@pytest.mark.parametrize(("args", "dated"), [([], False), (["--send-date"], True)])
+def test_the_simulator_command_sends_a_date_header_only_with_send_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], dated: bool
+) -> None:
+    answers: list[httpx.Response] = []
+
+    def one_request(sim: Simulator, speed: float) -> None:
+        assert sim.endpoint is not None
+        client = RawClient(sim.endpoint, sim.key, sim.secret)
+        try:
+            answers.append(client.get("listCapabilities"))
+        finally:
+            client.close()
+
+    # Serve one request instead of waiting for a signal; keep the CLI's log handler away from
+    # the test runner's captured stdout.
+    monkeypatch.setattr("sidecar.cli.simulator._run_until_signal", one_request)
+    monkeypatch.setattr("sidecar.cli.simulator._configure_logging", lambda: None)
+    ini = str(tmp_path / "sim.ini")
+    result = CliRunner().invoke(cli_app(), ["simulator", "--port", "0", "--write-ini", ini, *args])
+    assert result.exit_code == 0, result.output
+    (answer,) = answers
+    assert answer.status_code == 200
+    assert ("Date" in answer.headers) is dated
+    assert "Server" not in answer.headers
+
+
 def test_the_simulator_command_serves_logs_and_stops_on_sigterm(tmp_path: Path) -> None:
     ini = tmp_path / "sim.ini"
     proc = subprocess.Popen(

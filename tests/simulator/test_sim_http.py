@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import socket
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from simkit import RawClient, body, invoke
+from simkit import RawClient, body, invoke, wire
 
 from cloudstack_simulator import PROFILES, Simulator
 from sidecar.model.constants import UNAUTHORIZED_TEXT
 
 ROLE_TEXT = "The given command 'listAlerts' either does not exist, is not available for user."
+RECORDED_VMS = (
+    Path(__file__).resolve().parents[2] / "fixtures" / "recorded" / "listVirtualMachines.json"
+)
 
 
 def test_an_error_answer_has_cloudstacks_json_status_and_headers(
@@ -35,13 +43,97 @@ def test_an_error_answer_has_cloudstacks_json_status_and_headers(
     assert response.headers["Content-Type"] == "application/json; charset=UTF-8"
 
 
-def test_the_date_header_comes_from_the_virtual_clock(served: tuple[Simulator, RawClient]) -> None:
-    sim, client = served
-    first = parsedate_to_datetime(client.get("listZones").headers["Date"])
-    assert first == sim.now()
-    sim.clock.advance(7200)
-    second = parsedate_to_datetime(client.get("listZones").headers["Date"])
+def test_answers_carry_neither_a_date_nor_a_server_header(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    _, client = served
+    for response in (
+        client.get("listZones"),
+        client.get("listZones", secret="wrong"),
+        client.http.get(client.endpoint.replace("/client/api", "/client/")),
+    ):
+        assert response.status_code in (200, 401, 404)
+        assert "Date" not in response.headers and "Server" not in response.headers
+
+
+def test_with_send_date_the_date_header_comes_from_the_virtual_clock() -> None:
+    sim = Simulator(hosts=1, vms_per_host=1, send_date=True)
+    with sim.serve() as endpoint:
+        client = RawClient(endpoint, sim.key, sim.secret)
+        try:
+            first = parsedate_to_datetime(client.get("listZones").headers["Date"])
+            assert first == sim.now()
+            sim.clock.advance(7200)
+            second = parsedate_to_datetime(client.get("listZones").headers["Date"])
+            assert "Server" not in client.get("listZones").headers
+        finally:
+            client.close()
     assert (second - first).total_seconds() == 7200
+
+
+def raw_exchange(endpoint: str, request: bytes) -> bytes:
+    """Send ``request`` bytes as they are; everything the server answers until it closes."""
+    url = urlsplit(endpoint)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall(request)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def get_of_size(endpoint: str, size: int, *, header: str = "") -> bytes:
+    """A GET of ``/client/api`` whose request line and headers are exactly ``size`` bytes."""
+    head = f"Host: {urlsplit(endpoint).netloc}\r\nConnection: close\r\n{header}\r\n"
+    line = "GET /client/api?command=listZones&response=json&pad= HTTP/1.1\r\n"
+    pad = "x" * (size - len(line) - len(head))
+    return f"GET /client/api?command=listZones&response=json&pad={pad} HTTP/1.1\r\n{head}".encode()
+
+
+def test_a_get_whose_uri_passes_8_kib_gets_jettys_414_before_the_api_sees_it(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    sim, client = served
+    at_limit = raw_exchange(client.endpoint, get_of_size(client.endpoint, 8192))
+    # Unsigned: the API answers 401, so a 414 below proves the API never saw the request.
+    assert at_limit.startswith(b"HTTP/1.1 401 ")
+    # Request line and headers are under 100 bytes but the URI: the URI alone passes 8 KiB.
+    answer = raw_exchange(client.endpoint, get_of_size(client.endpoint, 8192 + 100))
+    head, _, page = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "HTTP/1.1 414 URI Too Long"
+    assert sorted(lines[1:]) == [
+        "Connection: close",
+        f"Content-Length: {len(page)}",
+        "Content-Type: text/html;charset=iso-8859-1",
+    ]
+    assert page == b"<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>"
+    assert sim.stats.statuses["listZones"] == {401: 1}
+    assert sim.stats.statuses["-"] == {414: 1}
+
+
+def test_headers_that_pass_8_kib_after_a_short_uri_get_jettys_431(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    _, client = served
+    padding = f"X-Padding: {'y' * 8000}\r\n"
+    at_limit = raw_exchange(client.endpoint, get_of_size(client.endpoint, 8192, header=padding))
+    assert at_limit.startswith(b"HTTP/1.1 401 ")
+    answer = raw_exchange(client.endpoint, get_of_size(client.endpoint, 8193, header=padding))
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert answer.endswith(b"<pre>reason: Request Header Fields Too Large</pre>")
+
+
+def test_a_long_call_that_gets_414_by_get_succeeds_by_post(
+    served: tuple[Simulator, RawClient],
+) -> None:
+    _, client = served
+    long = {"padding": "z" * 9000}  # not a listZones parameter: signed, then ignored
+    assert client.get("listZones", **long).status_code == 414
+    response = client.post("listZones", **long)
+    assert response.status_code == 200
+    assert body(response.json())["count"] == 1
+    assert len(wire(client.signed("listZones", **long).items())) > 9000
 
 
 def test_a_bad_signature_gets_the_plain_servlet_401(served: tuple[Simulator, RawClient]) -> None:
@@ -144,11 +236,12 @@ def test_other_paths_are_not_the_api(served: tuple[Simulator, RawClient]) -> Non
     assert response.status_code == 404
 
 
-def test_html_characters_are_escaped_like_gson(served: tuple[Simulator, RawClient]) -> None:
+def test_html_characters_are_written_literally(served: tuple[Simulator, RawClient]) -> None:
     sim, client = served
     sim.emit_alert("ALERT.MANAGEMENT", "Node's <status> = up & running")
     response = client.get("listAlerts")
-    assert "\\u0027" in response.text and "\\u003c" in response.text and "\\u003d" in response.text
+    assert '"description":"Node\'s <status> = up & running"' in response.text
+    assert "\\u00" not in response.text
     assert response.json()["listalertsresponse"]["alert"][0]["description"] == (
         "Node's <status> = up & running"
     )
@@ -219,6 +312,18 @@ def test_list_hosts_by_unknown_uuid_gets_431(sim: Simulator) -> None:
     )
 
 
+def test_name_filters_of_hosts_and_vms_ignore_accents_and_case(sim: Simulator) -> None:
+    accents = str.maketrans({"v": "ṽ", "e": "é", "o": "ö", "a": "á"})
+    host = sim.hosts_as_api()[0]["name"]
+    vm = sim.vms_as_api()[0]["name"]
+    assert host.translate(accents) != host and vm.translate(accents) != vm
+    _, hosts = invoke(sim, "listHosts", name=host.translate(accents).upper())
+    assert [h["name"] for h in body(hosts)["host"]] == [host]
+    for param in ("name", "keyword"):
+        _, vms = invoke(sim, "listVirtualMachines", listall=True, **{param: vm.translate(accents)})
+        assert vm in [v["name"] for v in body(vms)["virtualmachine"]]
+
+
 def test_list_virtual_machines_needs_listall_for_other_accounts(sim: Simulator) -> None:
     _, own = invoke(sim, "listVirtualMachines")
     _, everything = invoke(sim, "listVirtualMachines", listall=True)
@@ -229,6 +334,32 @@ def test_list_virtual_machines_needs_listall_for_other_accounts(sim: Simulator) 
     vm = all_vms[0]
     assert {"haenable", "hostid", "hostname", "instancename"} <= set(vm)
     assert vm["instancename"].startswith("i-") and vm["hostname"].startswith("kvm-")
+
+
+def test_every_vm_has_one_default_nic_with_an_address_on_its_network(sim: Simulator) -> None:
+    (recorded,) = json.loads(RECORDED_VMS.read_text())["listVirtualMachines"]["virtualmachine"]
+    _, payload = invoke(sim, "listVirtualMachines", listall=True)
+    vms = body(payload)["virtualmachine"]
+    addresses = set()
+    for vm in vms:
+        (nic,) = vm["nic"]
+        assert set(nic) == set(recorded["nic"][0])
+        assert nic["isdefault"] is True and nic["traffictype"] == "Guest"
+        network = ipaddress.ip_network(f"{nic['gateway']}/{nic['netmask']}", strict=False)
+        assert ipaddress.ip_address(nic["ipaddress"]) in network
+        assert nic["ipaddress"] not in (nic["gateway"], str(network.network_address))
+        addresses.add((nic["networkid"], nic["ipaddress"]))
+    assert len(addresses) == len(vms)  # no address twice on one network
+    _, minimal = invoke(sim, "listVirtualMachines", listall=True, details="min")
+    assert not any("nic" in vm for vm in body(minimal)["virtualmachine"])
+
+
+def test_nics_are_the_same_for_the_same_seed_and_differ_for_another() -> None:
+    def nics(seed: int) -> list[dict[str, object]]:
+        return [vm["nic"][0] for vm in Simulator(seed=seed, hosts=2).vms_as_api()]
+
+    assert nics(5) == nics(5)
+    assert {n["id"] for n in nics(5)}.isdisjoint({n["id"] for n in nics(6)})
 
 
 def test_list_virtual_machines_filters_by_host_and_ha(sim: Simulator) -> None:
@@ -247,6 +378,30 @@ def test_list_events_shows_system_events_only_with_listall(sim: Simulator) -> No
     assert body(own) == {}
     created = [e["created"] for e in body(everything)["event"]]
     assert created == sorted(created, reverse=True)
+
+
+def test_list_events_shows_archived_events_only_when_asked_for_them(sim: Simulator) -> None:
+    sim.run_scenario("host-crash", recover_after=None)
+    events = body(invoke(sim, "listEvents", listall=True)[1])["event"]
+    gone = [events[0]["id"], events[-1]["id"]]
+    assert sorted(sim.archive_events(gone)) == sorted(gone)
+    assert sim.archive_events(gone) == []
+
+    def listed(**params: object) -> list[dict[str, object]]:
+        status, payload = invoke(sim, "listEvents", listall=True, **params)
+        assert status == 200, payload
+        return body(payload).get("event", [])
+
+    live = [e["id"] for e in events if e["id"] not in gone]
+    assert [e["id"] for e in listed()] == live
+    assert [e["id"] for e in listed(archived=False)] == live
+    assert not any("archived" in e for e in listed())
+    archived = listed(archived=True)
+    assert [e["id"] for e in archived] == gone
+    assert all(e["archived"] is True for e in archived)
+    assert body(invoke(sim, "listEvents", listall=True, archived=True)[1])["count"] == 2
+    # With an id the query leaves archived out: the event is found either way.
+    assert [e["id"] for e in listed(id=gone[0])] == [gone[0]]
 
 
 def test_async_jobs_use_the_plural_list_key_and_can_be_queried(sim: Simulator) -> None:
