@@ -11,6 +11,7 @@ from sidecar.model.resources import Alert, Host, VirtualMachine
 from sidecar.ops.service.hosts import failed_host_ids
 from sidecar.reconcile import parse_subject
 from sidecar.reconcile.indexes import VmIndex
+from sidecar.support.gcpause import gc_paused
 
 #: Families whose alerts mean VMs moved or failed to start: the VM inventory is refreshed.
 VM_FAMILIES = frozenset({"ha_starting_vm", "unable_to_restart", "vm_stopped"})
@@ -40,7 +41,10 @@ class VmCache:
     def index(self) -> VmIndex:
         """The planner's index of ``vms``: built once per VM inventory, not once per cycle."""
         if self._index is None:
-            self._index = VmIndex(tuple(self._vms.values()))
+            # 40,000 VMs: tens of thousands of acyclic containers kept for many cycles; left
+            # to the young generations they push the next full collection into a quiet cycle.
+            with gc_paused():
+                self._index = VmIndex(tuple(self._vms.values()))
         return self._index
 
     def forget_host(self, host_id: str) -> None:
