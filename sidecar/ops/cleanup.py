@@ -22,13 +22,12 @@ from sidecar.cloudstack.listing import (
     ELIGIBLE_NAMES,
     AlertListing,
     list_alerts_by_name,
-    list_all_vms,
-    list_hosts,
     server_now,
 )
 from sidecar.ledger.lease import claim_lease
 from sidecar.model.plan import Plan, Snapshot
 from sidecar.ops.context import Context, require_supported
+from sidecar.ops.inventory import take_inventory
 from sidecar.ops.policy import policy_for
 from sidecar.ops.progress import Progress
 from sidecar.reconcile import Policy, build_plan
@@ -187,8 +186,7 @@ async def _passes(
 ) -> CleanupResult:
     settings = ctx.settings
     remaining = max_actions
-    hosts = await list_hosts(cs)
-    vms = await list_all_vms(cs)
+    inventory = await take_inventory(cs, ledger)
     first: Plan | None = None
     problem = ""
     timings: dict[str, float] = {}
@@ -202,8 +200,10 @@ async def _passes(
         totals["pages"] += listing.pages
         clock = _lap(timings, "listing", clock)
         with reporter.step("planning", total=1) as step:
-            snapshot = Snapshot(taken_at=server_now(cs), alerts=listing.alerts, hosts=hosts,
-                                vms=vms, host_history=ledger.host_history())
+            snapshot = Snapshot(taken_at=server_now(cs), alerts=listing.alerts,
+                                hosts=inventory.hosts, vms=inventory.vms,
+                                host_history=ledger.host_history(),
+                                vm_placements=inventory.placements)
             with gc_paused():
                 plan = build_plan(snapshot, policy)
             if since is not None or until is not None:

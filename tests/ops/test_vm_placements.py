@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from wiringkit import context, ledger_url, served, sim_with_history
+from wiringkit import cli_env, context, ledger_url, run_cli, served, sim_with_history
 
 from cloudstack_simulator import Simulator
+from sidecar.ledger import Ledger
 from sidecar.model.plan import VmPlacement
+from sidecar.ops.report import gather_snapshot
 from sidecar.ops.service.cycle import Service
 from sidecar.ops.service.metrics import Metrics
 from sidecar.reconcile import Snapshot
@@ -89,3 +92,50 @@ def test_vms_ha_restarted_elsewhere_get_a_new_placement_that_the_planner_sees(
     assert planned[1].vm_placements == placements
     assert "vm_placements" not in quiet.counts
     assert planned[2].vm_placements is planned[1].vm_placements
+
+
+def test_report_records_where_the_vms_are_and_its_snapshot_carries_every_placement(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = ledger_url(tmp_path)
+    start = where(sim)
+    with served(sim) as endpoint:
+        result = run_cli(["report", "--format", "json"], cli_env(sim, endpoint, url),
+                         monkeypatch)
+        assert result.code == 0, result.err
+        with Ledger(url) as ledger:
+            recorded = ledger.vm_placements()
+        moved = crash(sim)
+        ctx = context(sim, endpoint, url)
+        with ctx.ledger() as ledger:
+            snapshot, _ = asyncio.run(gather_snapshot(ctx, ledger))
+
+    assert hosts_by_vm(recorded) == {n: [h] for n, h in start.items()}
+    # The placements of the listing the snapshot was taken from are in it.
+    assert hosts_by_vm(snapshot.vm_placements) == {
+        n: [h, moved[n][1]] if n in moved else [h] for n, h in start.items()
+    }
+    assert {v.instancename: v.hostid for v in snapshot.vms if v.hostid} == where(sim)
+
+
+def test_cleanup_records_where_the_vms_are_and_plans_with_every_placement(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    cleanup_planned: list[Snapshot],
+) -> None:
+    url = ledger_url(tmp_path)
+    start = where(sim)
+    with served(sim) as endpoint:
+        env = cli_env(sim, endpoint, url)
+        assert run_cli(["cleanup"], env, monkeypatch).code == 0
+        moved = crash(sim)
+        result = run_cli(["cleanup"], env, monkeypatch)  # a dry run
+        assert result.code == 0, result.err
+
+    with Ledger(url) as ledger:
+        placements = ledger.vm_placements()
+    assert hosts_by_vm(placements) == {
+        n: [h, moved[n][1]] if n in moved else [h] for n, h in start.items()
+    }
+    assert [len(s.vm_placements) for s in cleanup_planned] == [len(start),
+                                                               len(start) + len(moved)]
+    assert cleanup_planned[-1].vm_placements == placements
