@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -22,11 +23,12 @@ from sidecar.support.errors import LedgerUnavailable
 LEDGER_TABLES = {t.name for t in TABLES}
 
 
-def _upgrade(url: str, revision: str) -> None:
+def _upgrade(url: str, revision: str, *, step: Callable[..., None] = command.upgrade) -> None:
+    """Migrate the database at ``url`` to ``revision`` (``step=command.downgrade``: down)."""
     engine = create_ledger_engine(url)
     try:
         with engine.begin() as conn:
-            command.upgrade(alembic_config(conn), revision)
+            step(alembic_config(conn), revision)
     finally:
         engine.dispose()
 
@@ -167,15 +169,6 @@ def test_upgrading_from_the_first_revision_keeps_every_row(db: str):
         ledger.close()
 
 
-def _downgrade(url: str, revision: str) -> None:
-    engine = create_ledger_engine(url)
-    try:
-        with engine.begin() as conn:
-            command.downgrade(alembic_config(conn), revision)
-    finally:
-        engine.dispose()
-
-
 def test_revision_0004_adds_the_vm_placements_and_its_downgrade_drops_only_them(db: str):
     _upgrade(db, "0003")
     ledger = Ledger(db, holder="sidecar-a")
@@ -197,7 +190,7 @@ def test_revision_0004_adds_the_vm_placements_and_its_downgrade_drops_only_them(
     finally:
         ledger.close()
 
-    _downgrade(db, "0003")
+    _upgrade(db, "0003", step=command.downgrade)
     engine = create_ledger_engine(db)
     try:
         names = set(inspect(engine).get_table_names())

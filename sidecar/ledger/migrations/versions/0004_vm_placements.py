@@ -5,7 +5,7 @@ Revises: 0003
 Create Date: 2026-12-07
 
 Hand-written and portable (SQLite, PostgreSQL, MariaDB/MySQL): no autogenerate, no
-dialect-specific SQL; datetimes via ``utc_datetime()`` (microseconds on MySQL too).
+dialect-specific SQL; datetimes via ``portable.utc_datetime()`` (microseconds on MySQL too).
 
 The planner attributes an "HA starting VM" restart to the failure of a host the VM ran on;
 the API names no host in that alert, and listVirtualMachines tells only where a VM is now.
@@ -15,21 +15,15 @@ moment), hence the one index on ``(vm, since)``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import mysql
+
+from sidecar.ledger.migrations.portable import MYSQL, utc_datetime
 
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
-
-
-def utc_datetime() -> sa.types.TypeEngine[Any]:
-    """Aware datetime; DATETIME(6) on MySQL/MariaDB, whose plain DATETIME drops microseconds."""
-    return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def upgrade() -> None:
@@ -41,11 +35,7 @@ def upgrade() -> None:
         sa.Column("host_id", sa.String(64), nullable=False),
         sa.Column("since", utc_datetime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_vm_placements"),
-        # InnoDB for transactions, utf8mb4 for any VM name (as every table of revision 0001).
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
-        mariadb_engine="InnoDB",
-        mariadb_charset="utf8mb4",
+        **MYSQL,
     )
     op.create_index("ix_vm_placements_vm_since", "vm_placements", ["vm", "since"])
 
