@@ -1,4 +1,4 @@
-"""The ledger: runs, observations, decisions and write-ahead actions, with a fenced lease.
+"""The ledger: runs, observations, VM placements, decisions and write-ahead actions; a lease.
 
 SQLite by default, PostgreSQL or MariaDB/MySQL by URL; the schema is migrated by Alembic at start.
 """

@@ -1,4 +1,5 @@
-"""Observations: host state transitions and alerts as the poller first saw them, and retention."""
+"""Observations: host state transitions and alerts as the poller first saw them, and retention
+(of VM placements too)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from sidecar.ledger.database import Database
+from sidecar.ledger.placements import prune_placements
 from sidecar.ledger.schema import ALERT_OBSERVATIONS, HOST_OBSERVATIONS, HOST_STATES
 from sidecar.ledger.sql import IDS, aware, chunks, executemany, newest, record, unique
 from sidecar.model.plan import HostStateChange
@@ -191,10 +193,12 @@ class Observations:
         return [record(AlertSighting, r) for r in rows]
 
     def prune(self, older_than: datetime) -> int:
-        """Delete host transitions and alert sightings older than ``older_than``; return count.
+        """Delete host transitions, alert sightings and VM placements older than
+        ``older_than``; return count.
 
         Actions and decisions are the audit trail and are kept. Each host's last known state
-        is kept too, so change detection is unaffected.
+        is kept too, so change detection is unaffected, and so is each VM's placement in
+        effect at ``older_than`` (``prune_placements``).
         """
         cutoff = aware(older_than, "older_than")
 
@@ -205,6 +209,6 @@ class Observations:
             alerts = conn.execute(
                 delete(ALERT_OBSERVATIONS).where(ALERT_OBSERVATIONS.c.first_seen < cutoff)
             ).rowcount
-            return int(hosts) + int(alerts)
+            return int(hosts) + int(alerts) + prune_placements(conn, cutoff)
 
         return self.db.write(work)

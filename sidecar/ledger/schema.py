@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, ForeignKeyConstraint, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKeyConstraint,
+    Index,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.types import TypeEngine
@@ -171,6 +179,19 @@ class Lease(SQLModel, table=True):
     expires_at: datetime = _when()
 
 
+class VmPlacementRow(SQLModel, table=True):
+    """From ``since`` on, a sidecar saw VM ``vm`` on host ``host_id``: host changes only."""
+
+    __tablename__ = "vm_placements"
+    __table_args__ = (Index("ix_vm_placements_vm_since", "vm", "since"),)  # since 0004
+
+    id: int | None = Field(default=None, primary_key=True)
+    vm: str = Field(max_length=255)  # instance name, as "HA starting VM" alerts name it
+    vm_id: str = Field(default="", max_length=64)
+    host_id: str = Field(max_length=64)
+    since: datetime = _when()
+
+
 def table(model: type[SQLModel]) -> Table:
     """The Core ``Table`` of a model (the store uses Core for bulk statements)."""
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
@@ -183,6 +204,16 @@ ALERT_OBSERVATIONS = table(AlertObservation)
 DECISIONS = table(Decision)
 ACTIONS = table(Action)
 LEASES = table(Lease)
+VM_PLACEMENTS = table(VmPlacementRow)
 
 #: Every ledger table, parents first (the order of export and of the schema test).
-TABLES = (RUNS, DECISIONS, ACTIONS, HOST_STATES, HOST_OBSERVATIONS, ALERT_OBSERVATIONS, LEASES)
+TABLES = (
+    RUNS,
+    DECISIONS,
+    ACTIONS,
+    HOST_STATES,
+    HOST_OBSERVATIONS,
+    ALERT_OBSERVATIONS,
+    LEASES,
+    VM_PLACEMENTS,
+)

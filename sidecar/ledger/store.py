@@ -1,8 +1,9 @@
 """The Ledger: how an operator audits what the sidecar did, and how nothing is lost.
 
 A facade over one ``Database``: each concern is a part of its own (``runs``, ``observations``,
-``decisions``, ``lease``, ``actions``, ``audit``, ``migrate``) and each Ledger method is the
-same-named work of one part, so that callers keep one object and one set of method names.
+``placements``, ``decisions``, ``lease``, ``actions``, ``audit``, ``migrate``) and each Ledger
+method is the same-named work of one part, so that callers keep one object and one set of
+method names.
 Every acting write is fenced by the lease's token (see ``sidecar.ledger.lease``); the
 write-ahead protocol is described in ``sidecar.ledger.actions``. Bulk work uses SQLAlchemy Core
 with executemany and ``IN`` lists of at most 500 ids.
@@ -25,6 +26,7 @@ from sidecar.ledger.decisions import Decisions
 from sidecar.ledger.engine import DEFAULT_BUSY_TIMEOUT, parse_url
 from sidecar.ledger.lease import Leases, default_holder
 from sidecar.ledger.observations import Observations
+from sidecar.ledger.placements import Placements
 from sidecar.ledger.runs import Runs
 
 P = ParamSpec("P")
@@ -89,6 +91,7 @@ class Ledger:
         self._leases = Leases(self._db, holder)
         self._runs = Runs(self._db, holder)
         self._observations = Observations(self._db)
+        self._placements = Placements(self._db)
         self._decisions = Decisions(self._db)
         self._actions = Actions(self._db, self._leases, self._decisions)
         self._audit = Audit(self._db)
@@ -153,6 +156,9 @@ class Ledger:
     seen_alert_ids = _Delegated("_observations", Observations.seen_alert_ids)
     alert_sightings = _Delegated("_observations", Observations.alert_sightings)
     prune_observations = _Delegated("_observations", Observations.prune)
+
+    record_vm_placements = _Delegated("_placements", Placements.record)
+    vm_placements = _Delegated("_placements", Placements.history)
 
     record_plan = _Delegated("_decisions", Decisions.record_plan)
     decisions = _Delegated("_decisions", Decisions.records)

@@ -22,14 +22,12 @@ from sidecar.cloudstack.listing import (
     ELIGIBLE_NAMES,
     AlertListing,
     list_alerts_by_name,
-    list_all_vms,
-    list_hosts,
     server_now,
 )
 from sidecar.ledger.lease import claim_lease
 from sidecar.model.plan import Plan, Snapshot
 from sidecar.ops.context import Context, require_supported
-from sidecar.ops.detection import failure_detection
+from sidecar.ops.inventory import take_inventory
 from sidecar.ops.policy import policy_for
 from sidecar.ops.progress import Progress
 from sidecar.reconcile import Policy, build_plan
@@ -188,10 +186,8 @@ async def _passes(
 ) -> CleanupResult:
     settings = ctx.settings
     remaining = max_actions
-    hosts = await list_hosts(cs)
-    vms = await list_all_vms(cs)
-    detection = await failure_detection(cs, settings, hosts)
-    policy = dataclasses.replace(policy, failure_detection=detection)
+    inventory = await take_inventory(cs, ledger, settings)
+    policy = dataclasses.replace(policy, failure_detection=inventory.detection)
     first: Plan | None = None
     problem = ""
     timings: dict[str, float] = {}
@@ -205,8 +201,10 @@ async def _passes(
         totals["pages"] += listing.pages
         clock = _lap(timings, "listing", clock)
         with reporter.step("planning", total=1) as step:
-            snapshot = Snapshot(taken_at=server_now(cs), alerts=listing.alerts, hosts=hosts,
-                                vms=vms, host_history=ledger.host_history())
+            snapshot = Snapshot(taken_at=server_now(cs), alerts=listing.alerts,
+                                hosts=inventory.hosts, vms=inventory.vms,
+                                host_history=ledger.host_history(),
+                                vm_placements=inventory.placements)
             with gc_paused():
                 plan = build_plan(snapshot, policy)
             if since is not None or until is not None:

@@ -188,8 +188,8 @@ def test_migrate_creates_then_reports_up_to_date(sqlite_url: str):
     second = _invoke("migrate", "--ledger-url", sqlite_url)
 
     assert first.exit_code == 0, first.output
-    assert "migrated from empty to revision 0003" in first.output
-    assert "is up to date (schema revision 0003)" in second.output
+    assert "migrated from empty to revision 0004" in first.output
+    assert "is up to date (schema revision 0004)" in second.output
 
 
 def test_commands_use_the_settings_when_no_url_is_given(

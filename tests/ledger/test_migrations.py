@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -16,16 +17,18 @@ from sidecar.ledger import Ledger
 from sidecar.ledger.engine import VERSION_TABLE, create_ledger_engine
 from sidecar.ledger.migrate import alembic_config
 from sidecar.ledger.schema import ACTIONS, TABLES
+from sidecar.model.resources import VirtualMachine
 from sidecar.support.errors import LedgerUnavailable
 
 LEDGER_TABLES = {t.name for t in TABLES}
 
 
-def _upgrade(url: str, revision: str) -> None:
+def _upgrade(url: str, revision: str, *, step: Callable[..., None] = command.upgrade) -> None:
+    """Migrate the database at ``url`` to ``revision`` (``step=command.downgrade``: down)."""
     engine = create_ledger_engine(url)
     try:
         with engine.begin() as conn:
-            command.upgrade(alembic_config(conn), revision)
+            step(alembic_config(conn), revision)
     finally:
         engine.dispose()
 
@@ -34,7 +37,7 @@ def test_an_empty_database_is_migrated_to_the_newest_revision(db: str):
     ledger = Ledger(db, holder="sidecar-a")
     try:
         assert ledger.schema_before is None
-        assert ledger.revision() == ledger.head_revision() == "0003"
+        assert ledger.revision() == ledger.head_revision() == "0004"
         names = set(inspect(ledger.engine).get_table_names())
         assert LEDGER_TABLES | {VERSION_TABLE} <= names
     finally:
@@ -145,7 +148,7 @@ def test_upgrading_from_the_first_revision_keeps_every_row(db: str):
 
     ledger = Ledger(db, holder="sidecar-a")
     try:
-        assert (ledger.schema_before, ledger.revision()) == ("0001", "0003")
+        assert (ledger.schema_before, ledger.revision()) == ("0001", "0004")
         (action,) = ledger.actions()
         assert (action.alert_id, action.state, action.token, action.attempts) == (
             "d1",
@@ -164,6 +167,42 @@ def test_upgrading_from_the_first_revision_keeps_every_row(db: str):
         assert ledger.verify() == []
     finally:
         ledger.close()
+
+
+def test_revision_0004_adds_the_vm_placements_and_its_downgrade_drops_only_them(db: str):
+    _upgrade(db, "0003")
+    ledger = Ledger(db, holder="sidecar-a")
+    try:
+        assert (ledger.schema_before, ledger.revision()) == ("0003", "0004")
+        ledger.start_run("service", "apply")
+        ledger.record_vm_placements(
+            [VirtualMachine(id="v1", name="web", instancename="i-2-10-VM", state="Running",
+                            hostid="h1")],
+            T0,
+        )
+        assert [(p.vm, p.host_id, p.since) for p in ledger.vm_placements()] == [
+            ("i-2-10-VM", "h1", T0)
+        ]
+        indexes = inspect(ledger.engine).get_indexes("vm_placements")
+        assert [(i["name"], i["column_names"]) for i in indexes] == [
+            ("ix_vm_placements_vm_since", ["vm", "since"])
+        ]
+    finally:
+        ledger.close()
+
+    _upgrade(db, "0003", step=command.downgrade)
+    engine = create_ledger_engine(db)
+    try:
+        names = set(inspect(engine).get_table_names())
+        assert "vm_placements" not in names
+        assert LEDGER_TABLES - {"vm_placements"} <= names
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM runs")).scalar_one() == 1
+    finally:
+        engine.dispose()
+    with Ledger(db, holder="sidecar-a") as again:  # and up again, empty
+        assert (again.schema_before, again.revision()) == ("0003", "0004")
+        assert again.vm_placements() == []
 
 
 def test_sidecars_starting_together_on_an_empty_database_migrate_it_once(db: str):
@@ -188,7 +227,7 @@ def test_sidecars_starting_together_on_an_empty_database_migrate_it_once(db: str
 
     assert not any(t.is_alive() for t in threads), "a migration hung"
     assert errors == []
-    assert revisions == ["0003"] * 3
+    assert revisions == ["0004"] * 3
 
 
 def test_an_old_schema_is_refused_without_migrate_and_named_with_the_fix(sqlite_url: str):
@@ -199,7 +238,7 @@ def test_an_old_schema_is_refused_without_migrate_and_named_with_the_fix(sqlite_
 
     assert "revision 0001" in str(err.value)
     assert "\n" not in str(err.value)
-    assert Ledger(sqlite_url).revision() == "0003"
+    assert Ledger(sqlite_url).revision() == "0004"
 
 
 def test_a_schema_newer_than_this_sidecar_is_refused(sqlite_url: str):

@@ -22,7 +22,6 @@ from sidecar.cloudstack.client import CloudStackClient
 from sidecar.ledger import Ledger
 from sidecar.model.resources import Host
 from sidecar.ops.context import Context
-from sidecar.ops.service import cycle as service_module
 from sidecar.ops.service.cycle import Service
 from sidecar.ops.service.metrics import Metrics
 from sidecar.reconcile import Snapshot, build_plan
@@ -68,19 +67,6 @@ def made(tmp_path: Path) -> Iterator[list[Service]]:
     yield services
     for service in services:
         service.close()
-
-
-@pytest.fixture
-def planned(monkeypatch: pytest.MonkeyPatch) -> list[Snapshot]:
-    """Every snapshot the service hands to the planner."""
-    seen: list[Snapshot] = []
-
-    def spy(snapshot: Snapshot, *args: Any, **kwargs: Any) -> Any:
-        seen.append(snapshot)
-        return build_plan(snapshot, *args, **kwargs)
-
-    monkeypatch.setattr(service_module, "build_plan", spy)
-    return seen
 
 
 def new_service(made: list[Service], ctx: Context) -> Service:

@@ -5,7 +5,7 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
 Hand-written and portable (SQLite, PostgreSQL, MariaDB/MySQL): no autogenerate, no
-dialect-specific SQL; datetimes via ``utc_datetime()`` (microseconds on MySQL too).
+dialect-specific SQL; datetimes via ``portable.utc_datetime()`` (microseconds on MySQL too).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """One cycle of the service, and what it keeps between cycles.
 
 A cycle: hosts -> new alerts (newest first, down to the last seen) -> VMs of failed hosts while
-their HA is under way -> observations -> plan -> archive (lease holder only, unless dry run) ->
-metrics. Each cycle has a deadline so a hung call cannot stall the scheduler.
+their HA is under way -> observations (host states, alerts, VM placements) -> plan -> archive
+(lease holder only, unless dry run) -> metrics. Each cycle has a deadline so a hung call cannot
+stall the scheduler.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sidecar.ops.service.alerts import AlertMemory
 from sidecar.ops.service.hosts import HOST_HISTORY, HostLister, HostStates, failed_host_ids
 from sidecar.ops.service.metrics import Metrics
 from sidecar.ops.service.session import Session
-from sidecar.ops.service.vms import VmCache
+from sidecar.ops.service.vms import VmCache, VmPlacements
 from sidecar.reconcile import build_plan
 from sidecar.support.errors import EXIT_CLOUDSTACK, UserError
 
@@ -91,6 +92,7 @@ class Service:
         self.host_states = HostStates(self.ledger)
         self.alerts = AlertMemory(self.ledger, self.metrics)
         self.vms = VmCache()
+        self.placements = VmPlacements(self.ledger)
         self.archiver = Archiver(self.settings, self.ledger, self.metrics, dry_run=dry_run,
                                  should_stop=self.stopping.is_set)
         self._last_plan_key = ""
@@ -179,12 +181,15 @@ class Service:
                          change.state, f", HA {change.hastate}" if change.hastate else "")
                 self.vms.forget_host(change.host_id)
             fresh = await self.alerts.poll(cs, now, counts)
-            await self.vms.refresh(cs, hosts, fresh, counts)
+            listed = await self.vms.refresh(cs, hosts, fresh, counts)
+            self.placements.record(listed, now, counts)
 
             vm_index = self.vms.index()
+            since = now - HOST_HISTORY  # the VMs' hosts over the hosts' history
             snapshot = Snapshot(
                 taken_at=now, alerts=list(self.alerts.live.values()), hosts=hosts,
-                vms=vm_index.source, host_history=self.host_states.history(now - HOST_HISTORY),
+                vms=vm_index.source, host_history=self.host_states.history(since),
+                vm_placements=self.placements.history(self.vms, since),
             )
             plan = build_plan(snapshot, self.policy, vm_index=vm_index)
             counts.update(plan.summary.to_json_counts())
@@ -225,6 +230,7 @@ class Service:
         try:
             removed = self.ledger.prune_observations(cutoff)
             self.host_states.forget_history()  # it may hold pruned transitions
+            self.placements.forget()  # and pruned placements
         except UserError as exc:
             log.error("pruning old observations failed: %s", exc)
             return

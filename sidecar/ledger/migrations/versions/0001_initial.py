@@ -10,29 +10,15 @@ dialect-specific SQL. Every constraint and index is named so later migrations ca
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import mysql
+
+from sidecar.ledger.migrations.portable import MYSQL, utc_datetime
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-#: Table options for MySQL/MariaDB: InnoDB for transactions, utf8mb4 for any host or VM name.
-MYSQL: dict[str, Any] = {
-    "mysql_engine": "InnoDB",
-    "mysql_charset": "utf8mb4",
-    "mariadb_engine": "InnoDB",
-    "mariadb_charset": "utf8mb4",
-}
-
-
-def utc_datetime() -> sa.types.TypeEngine[Any]:
-    """Aware datetime; DATETIME(6) on MySQL/MariaDB, whose plain DATETIME drops microseconds."""
-    return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def upgrade() -> None:
