@@ -71,7 +71,7 @@ def restore_logging() -> Iterator[None]:
 def _server_database(backend: str) -> Iterator[str]:
     env = SERVERS[backend]
     if not os.environ.get(env):
-        pytest.skip(f"{env} not set")
+        pytest.skip(f"{env} not set: no {backend} server to test against")
     with server_database(backend) as url:
         yield url
 
@@ -89,6 +89,17 @@ def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
         yield f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.sqlite3'}"
     else:
         yield from _server_database(request.param)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+    ]
+)
+def server_db(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of an empty ledger database on each server backend (no SQLite)."""
+    yield from _server_database(request.param)
 
 
 @pytest.fixture

@@ -11,3 +11,7 @@ ALERT_GAP_WINDOW: Final = 600.0
 #: Seconds after a host failure from which an HA-enabled VM not running elsewhere is HA
 #: backlog (Settings.ha_backlog_after, Policy.ha_backlog_after).
 HA_BACKLOG_AFTER: Final = 900.0
+
+#: Seconds one ledger statement may wait for locks and run before it fails (and with it the
+#: cycle, which the next cycle retries) (Settings.ledger_statement_timeout; the ledger's engine).
+LEDGER_STATEMENT_TIMEOUT: Final = 15.0

@@ -1,5 +1,5 @@
-"""The ledger going away mid-cycle: no CloudStack action without its intent row, the cycle fails
-with one clear line, and the next cycle resumes and settles what was in flight.
+"""The ledger going away or hanging mid-cycle: no CloudStack action without its intent row, the
+cycle fails with one clear line, and the next cycle resumes and settles what was in flight.
 
 SQLite: another connection holds an exclusive write transaction (``BEGIN EXCLUSIVE``).
 PostgreSQL (when CI names a server): the database stops accepting connections and every
@@ -8,6 +8,7 @@ session of it is terminated (``ALLOW_CONNECTIONS false`` + ``pg_terminate_backen
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from dbkit import call_within, lease_row_locked
 from reliakit import (
     IntentAuditor,
     check_invariants,
@@ -28,6 +30,7 @@ from reliakit import (
 from sqlalchemy import create_engine, make_url
 
 from cloudstack_simulator.api import Call
+from sidecar.ledger import Ledger
 from sidecar.ops.service.cycle import Service
 
 
@@ -95,8 +98,6 @@ class PostgresGone(Outage):
 def _outage(backend: str, directory: Path) -> Iterator[tuple[str, Outage]]:
     if backend == "sqlite":
         url = sqlite_url(directory)
-        from sidecar.ledger import Ledger
-
         Ledger(url, holder="setup").close()  # the file must exist to be locked
         lock = SqliteLock(directory / "ledger.sqlite3")
         try:
@@ -139,8 +140,10 @@ def test_the_ledger_going_away_mid_cycle_fails_it_cleanly_and_the_next_cycle_res
 
         auditor.on_request = on_request
         # Small batches: the outage lands with more batches still to go.
-        settings = fast_settings(url, archive_batch_size=2)
-        service = Service(make_context(sim, settings, busy_timeout=0.3), dry_run=False)
+        # SQLite waits for the held lock this long; PostgreSQL refuses at once.
+        timeout = 0.3 if backend == "sqlite" else 15.0
+        settings = fast_settings(url, archive_batch_size=2, ledger_statement_timeout=timeout)
+        service = Service(make_context(sim, settings), dry_run=False)
         try:
             broken = service.run_cycle()
             assert fired
@@ -165,3 +168,37 @@ def test_the_ledger_going_away_mid_cycle_fails_it_cleanly_and_the_next_cycle_res
             auditor.close()
         assert check_invariants(sim, url, complete=True) == []
         assert auditor.violations == []
+
+
+def test_a_lock_held_by_another_session_fails_the_cycle_in_one_line_and_the_next_cycle_acts(
+    ledger_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = recent_sim(seed=52)
+    sim.run_scenario("host-crash")
+    sim.clock.advance(900)
+    sim.run_scenario("host-crash")
+    with Ledger(ledger_url, holder="sidecar-a") as setup:
+        assert setup.acquire_lease(600) == 1  # the service renews this row: it is the one locked
+    settings = fast_settings(ledger_url, ledger_statement_timeout=1.0)
+    with sim.serve():
+        service = Service(make_context(sim, settings), dry_run=False)
+        try:
+            with lease_row_locked(ledger_url), caplog.at_level(logging.ERROR):
+                broken = call_within(60.0, service.run_cycle)
+            assert not broken.ok and broken.exit_code == 4
+            assert sim.stats.calls["archiveAlerts"] == 0
+            [line] = [r for r in caplog.records if r.getMessage().startswith("cycle failed")]
+            logged = line.getMessage()
+            assert logged == f"cycle failed: {broken.message}"
+            assert "\n" not in logged and line.exc_info is None
+            assert logged.endswith("; the next cycle retries")
+            if service.ledger.backend != "sqlite":
+                assert "exceeded the 1 s ledger_statement_timeout" in logged
+                assert service.ledger.runs()[-1].outcome == "error"
+
+            resumed = service.run_cycle()  # the service is still up; the lock is gone
+            assert resumed.ok, resumed.message
+            assert resumed.counts.get("archived", 0) > 0
+        finally:
+            service.close()
+    assert check_invariants(sim, ledger_url, complete=True) == []
