@@ -23,7 +23,8 @@ from sidecar.ledger.audit import Audit
 from sidecar.ledger.database import Database, utcnow
 from sidecar.ledger.decisions import Decisions
 from sidecar.ledger.engine import parse_url
-from sidecar.ledger.lease import Leases, default_holder
+from sidecar.ledger.holder import default_holder
+from sidecar.ledger.lease import Leases
 from sidecar.ledger.observations import Observations
 from sidecar.ledger.runs import Runs
 from sidecar.model.defaults import LEDGER_STATEMENT_TIMEOUT
