@@ -1,11 +1,16 @@
-"""Shared fixtures: a clean environment (no CLOUDSTACK_* or SIDECAR_* leaks into a test)."""
+"""Shared fixtures: a clean environment (no CLOUDSTACK_* or SIDECAR_* leaks into a test), and
+empty ledger databases: every ``db`` test runs on SQLite, and on PostgreSQL and MariaDB when
+SIDECAR_TEST_POSTGRES_URL / SIDECAR_TEST_MYSQL_URL name a server (each test gets its own
+database, dropped afterwards)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dbkit import SERVERS, server_database
 from hypothesis import settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -61,3 +66,43 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
     for name, value in levels.items():
         logging.getLogger(name).setLevel(value)
+
+
+def _server_database(backend: str) -> Iterator[str]:
+    env = SERVERS[backend]
+    if not os.environ.get(env):
+        pytest.skip(f"{env} not set: no {backend} server to test against")
+    with server_database(backend) as url:
+        yield url
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+    ]
+)
+def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of an empty ledger database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.sqlite3'}"
+    else:
+        yield from _server_database(request.param)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+    ]
+)
+def server_db(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of an empty ledger database on each server backend (no SQLite)."""
+    yield from _server_database(request.param)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite ledger URL only (for tests about files, the CLI and errors)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.sqlite3'}"

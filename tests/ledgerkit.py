@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from sidecar.ledger import Ledger
+from sidecar.ledger.holder import holder_for
 from sidecar.model.plan import HAIncident, MergeGroup, Plan, Summary, VmRestarts
 from sidecar.model.resources import Alert, Host, HostHA, format_cs_date
 
@@ -169,3 +173,40 @@ def apply_batch(
     if gone:
         ledger.mark(token, gone, "already-gone")
     return done
+
+
+@contextmanager
+def child_process() -> Iterator[subprocess.Popen[bytes]]:
+    """A live child process (it waits for its stdin to close); ended and reaped afterwards."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        yield child
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait()
+
+
+def dead_holder() -> str:
+    """The holder name of a process of this machine and boot that has exited (and been reaped)."""
+    with child_process() as child:
+        holder = holder_for(child.pid)
+    return holder
+
+
+#: The identity pieces of a holder after its ``@`` (sidecar.ledger.holder).
+HOLDER_PIECES = ("machine", "boot", "pidns", "start")
+
+
+def altered(holder: str, piece: str) -> str:
+    """``holder`` with one identity piece (``HOLDER_PIECES``) changed to another valid value."""
+    name, _, identity = holder.partition("@")
+    parts = identity.split("/")
+    index = HOLDER_PIECES.index(piece)
+    value = parts[index]
+    if value.isdigit() and piece in {"pidns", "start"}:
+        parts[index] = str(int(value) + 1)
+    else:
+        parts[index] = "0" * 8 if value != "0" * 8 else "1" * 8
+    return f"{name}@{'/'.join(parts)}"

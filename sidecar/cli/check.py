@@ -111,7 +111,8 @@ def check_command(
 
         try:
             # The sidecar cannot work without its ledger: open (and migrate) it as `run` does.
-            Ledger(settings.resolved_ledger_url(), holder="check").close()
+            Ledger(settings.resolved_ledger_url(), holder="check",
+                   statement_timeout=settings.ledger_statement_timeout).close()
         except UserError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None

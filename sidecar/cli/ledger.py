@@ -76,12 +76,20 @@ def parse_since(value: str | None, now: datetime) -> datetime | None:
 
 
 def open_ledger(ledger_url: str | None, config: Path | None, *, create: bool = False) -> Ledger:
-    """Open (and migrate) the ledger named by the flag, else by the settings."""
+    """Open (and migrate) the ledger named by the flag, else by the settings.
+
+    With the flag the settings are not read (auditing a ledger needs no config file), so the
+    statement timeout is its default.
+    """
     # SQLAlchemy and Alembic: only when a ledger command runs, not for --help
     from sidecar.ledger import Ledger, default_holder
 
-    url = ledger_url or load_settings(config).resolved_ledger_url()
-    return Ledger(url, holder=f"cli:{default_holder()}", create=create)
+    holder = f"cli:{default_holder()}"
+    if ledger_url:
+        return Ledger(ledger_url, holder=holder, create=create)
+    settings = load_settings(config)
+    return Ledger(settings.resolved_ledger_url(), holder=holder, create=create,
+                  statement_timeout=settings.ledger_statement_timeout)
 
 
 def _plain(value: Any) -> Any:

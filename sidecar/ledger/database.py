@@ -21,14 +21,15 @@ from sqlalchemy.exc import (
 from sqlalchemy.sql.dml import Insert
 
 from sidecar.ledger.engine import (
-    DEFAULT_BUSY_TIMEOUT,
     IMMEDIATE,
     create_ledger_engine,
     is_retryable,
     mask,
     sqlite_path,
+    timed_out,
     unavailable,
 )
+from sidecar.model.defaults import LEDGER_STATEMENT_TIMEOUT
 from sidecar.support.errors import LedgerUnavailable
 
 T = TypeVar("T")
@@ -54,12 +55,16 @@ class Database:
         url: URL,
         *,
         clock: Callable[[], datetime] = utcnow,
-        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        statement_timeout: float = LEDGER_STATEMENT_TIMEOUT,
         create: bool = True,
     ) -> None:
-        """Connect to ``url`` (parsed); ``create=False`` refuses a SQLite file not there yet."""
+        """Connect to ``url`` (parsed); ``create=False`` refuses a SQLite file not there yet.
+
+        Each statement gives up after ``statement_timeout`` s (see ``sidecar.ledger.timeouts``).
+        """
         self.url = url
         self.clock = clock
+        self.statement_timeout = statement_timeout
         self.backend = url.get_backend_name()
         if not create and self.backend == "sqlite":
             path = sqlite_path(url)
@@ -68,7 +73,7 @@ class Database:
                     f"there is no ledger at {path}: run the service or "
                     f"`cloudstack-sidecar ledger migrate` first, or fix --ledger-url"
                 )
-        self.engine = create_ledger_engine(url, busy_timeout=busy_timeout)
+        self.engine = create_ledger_engine(url, statement_timeout=statement_timeout)
         #: SQLite has one writer at a time. Threads of this process queue here and take over
         #: the moment the writer commits; waiting in SQLite's busy handler instead sleeps in
         #: steps of up to 100 ms (the applier's marks would wait behind each intent chunk).
@@ -104,9 +109,10 @@ class Database:
                 if is_retryable(exc) and attempt < RETRIES:
                     continue
                 # DatabaseError itself (not a subclass): SQLite's "file is not a database".
+                # A timeout is an InternalError on PyMySQL, an OperationalError on psycopg.
                 broken = type(exc) is DatabaseError or exc.connection_invalidated
-                if broken or isinstance(exc, OperationalError | InterfaceError):
-                    raise unavailable(exc, self.url) from None
+                if broken or timed_out(exc) or isinstance(exc, OperationalError | InterfaceError):
+                    raise unavailable(exc, self.url, self.statement_timeout) from None
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -2,7 +2,8 @@
 
 SQLite (the default) runs in WAL mode with a busy timeout and ``synchronous=FULL``; every write
 transaction starts with ``BEGIN IMMEDIATE`` so that read-then-write transactions never fail on a
-lock upgrade. PostgreSQL uses psycopg 3, MariaDB/MySQL PyMySQL (READ COMMITTED).
+lock upgrade. PostgreSQL uses psycopg 3, MariaDB/MySQL PyMySQL (READ COMMITTED). Every
+connection bounds its statements and lock waits (``sidecar.ledger.timeouts``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
+from sidecar.ledger.timeouts import (
+    is_mariadb,
+    is_timeout,
+    mysql_statements,
+    postgres_statements,
+)
+from sidecar.model.defaults import LEDGER_STATEMENT_TIMEOUT
 from sidecar.support.errors import LedgerUnavailable
 
 #: Alembic's version table; not ``alembic_version`` so the ledger can share a database.
 VERSION_TABLE = "sidecar_ledger_version"
-
-#: Default wait for a locked SQLite file before giving up (another sidecar is writing).
-DEFAULT_BUSY_TIMEOUT = 15.0
 
 #: SQLite page cache per connection, KiB (SQLite's default is 2,000 KiB).
 SQLITE_CACHE_KIB = 16 * 1024
@@ -141,8 +146,32 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout: float) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_ledger_engine(url: str | URL, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
-    """An engine for the ledger URL; raises LedgerUnavailable for bad URLs or missing paths."""
+def _install_server_hooks(engine: Engine, backend: str, timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        if backend == "postgresql":
+            statements = postgres_statements(timeout)
+            # Session settings, not a transaction psycopg would leave open.
+            autocommit, dbapi_conn.autocommit = dbapi_conn.autocommit, True
+        else:
+            statements = mysql_statements(is_mariadb(dbapi_conn.get_server_info()), timeout)
+        cursor = dbapi_conn.cursor()
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+            if backend == "postgresql":
+                dbapi_conn.autocommit = autocommit
+
+
+def create_ledger_engine(
+    url: str | URL, *, statement_timeout: float = LEDGER_STATEMENT_TIMEOUT
+) -> Engine:
+    """An engine for the ledger URL whose statements give up after ``statement_timeout`` s.
+
+    Raises LedgerUnavailable for bad URLs or missing paths.
+    """
     parsed = parse_url(url) if isinstance(url, str) else url
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {}
@@ -157,7 +186,7 @@ def create_ledger_engine(url: str | URL, *, busy_timeout: float = DEFAULT_BUSY_T
             # LIFO: the connection used last comes back first, with its page cache still warm
             # (SQLite drops a connection's cache when another connection has written since).
             kwargs.update(
-                connect_args={"timeout": busy_timeout, "check_same_thread": False},
+                connect_args={"timeout": statement_timeout, "check_same_thread": False},
                 pool_use_lifo=True,
             )
     elif backend == "postgresql":
@@ -187,16 +216,25 @@ def create_ledger_engine(url: str | URL, *, busy_timeout: float = DEFAULT_BUSY_T
             f"cannot use the ledger URL {mask(parsed)!r} ({_first_line(exc)}): {_URL_HELP}"
         ) from None
     if backend == "sqlite":
-        _install_sqlite_hooks(engine, busy_timeout)
+        _install_sqlite_hooks(engine, statement_timeout)
+    else:
+        _install_server_hooks(engine, backend, statement_timeout)
     return engine
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    args = exc.args
+    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        # PyMySQL's (code, message): "message (MySQL error 1205)", not a tuple's repr.
+        text = f"{args[1].strip()} (MySQL error {args[0]})"
+    else:
+        text = str(exc).strip()
     return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
-def describe_error(exc: BaseException, url: URL) -> str:
+def describe_error(
+    exc: BaseException, url: URL, statement_timeout: float = LEDGER_STATEMENT_TIMEOUT
+) -> str:
     """One line naming the problem and the fix, with any password masked."""
     orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     reason = _first_line(orig)
@@ -222,15 +260,28 @@ def describe_error(exc: BaseException, url: URL) -> str:
                 f"away or point SIDECAR_LEDGER_URL / --ledger-url elsewhere"
             )
         return f"the ledger file {path} failed ({reason}): check the file and its directory"
+    if is_timeout(orig):
+        return (
+            f"a statement on the ledger at {where} exceeded the {statement_timeout:g} s "
+            f"ledger_statement_timeout ({reason}): another session holds a lock on the ledger "
+            f"or its server is stalled; raise ledger_statement_timeout if it is only slow"
+        )
     return (
         f"cannot use the ledger at {where} ({reason}): check that the server is running and "
         f"reachable and that the URL's user, password and database are right"
     )
 
 
-def unavailable(exc: BaseException, url: URL) -> LedgerUnavailable:
+def unavailable(
+    exc: BaseException, url: URL, statement_timeout: float = LEDGER_STATEMENT_TIMEOUT
+) -> LedgerUnavailable:
     """The LedgerUnavailable to raise for a driver or connection error."""
-    return LedgerUnavailable(describe_error(exc, url))
+    return LedgerUnavailable(describe_error(exc, url, statement_timeout))
+
+
+def timed_out(exc: DBAPIError) -> bool:
+    """True when a statement or lock timeout ended the statement (see ``timeouts``)."""
+    return is_timeout(exc.orig)
 
 
 def is_retryable(exc: DBAPIError) -> bool:

@@ -1,7 +1,7 @@
 """The leader lease: exactly one sidecar per ledger acts; every action carries a fencing token.
 
-Also who a sidecar is (``default_holder``) and how it claims the lease, taking over at once from
-a process of this host that died.
+Also how a sidecar claims the lease, taking over at once from a process of this machine that
+died (who a sidecar is, and when a holder is surely dead: ``sidecar.ledger.holder``).
 
 A lease row holds (holder, token, expires_at). ``acquire`` is one conditional UPDATE: it renews
 the lease when we hold it and takes it over when it has expired; a takeover increments the
@@ -18,8 +18,6 @@ next write is refused), but it costs a needless takeover.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +28,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from sidecar.ledger.database import Database
+from sidecar.ledger.holder import default_holder, holder_is_dead_here
 from sidecar.ledger.schema import LEASES
 from sidecar.ledger.sql import aware
 
@@ -138,32 +137,6 @@ def check_fence(
         )
 
 
-def default_holder() -> str:
-    """This process's name in leases and runs: host and pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def holder_is_dead_here(holder: str) -> bool:
-    """True when ``holder`` names a process of this host that no longer exists.
-
-    Holders are ``<hostname>:<pid>`` (``default_holder``). A process we may not signal
-    (another user's) counts as alive; so does any holder of another host.
-    """
-    host, _, pid_text = holder.rpartition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # EPERM: it exists, as another user
-    return False
-
-
 class Leases:
     """The lease as one sidecar (``holder``) sees it: take, renew, release, and fence writes."""
 
@@ -192,7 +165,7 @@ class Leases:
         """Give the lease up, so that another sidecar may take over at once.
 
         Only if ``holder`` (by default this sidecar) holds it: ``claim_lease`` names a dead
-        holder of this host to release its lease.
+        holder of this machine to release its lease.
         """
         now = self.db.clock()
         self.db.write(lambda conn: release(conn, holder or self.holder, now, self.name))
@@ -224,9 +197,10 @@ class LeaseOwner(Protocol):
 def claim_lease(ledger: LeaseOwner, ttl: float) -> int | None:
     """Take or renew the ledger lease; the fencing token, or None while another sidecar acts.
 
-    A lease left by a process of this host that died (``kill -9``, OOM, a crash) is taken over
-    at once instead of after its TTL, so a rerun resumes immediately. The takeover raises the
-    fencing token, so the dead holder could not act even if it came back.
+    A lease left by a process of this machine and boot that died (``kill -9``, OOM, a crash) is
+    taken over at once instead of after its TTL, so a rerun resumes immediately; when in doubt
+    (``holder_is_dead_here``) it waits for the TTL. The takeover raises the fencing token, so
+    the dead holder could not act even if it came back.
     """
     token = ledger.acquire_lease(ttl)
     if token is not None:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from sidecar.ledger.database import Database
 from sidecar.ledger.engine import IMMEDIATE, VERSION_TABLE, unavailable
+from sidecar.ledger.timeouts import unbounded_statements
 from sidecar.support.errors import LedgerUnavailable
 
 #: Where the Alembic migrations live (inside the installed package).
@@ -76,8 +77,10 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
     """Apply the Alembic migrations up to ``revision`` under a lock; return the new revision.
 
     Several sidecars may start at once: PostgreSQL takes an advisory lock, MariaDB/MySQL a
-    named lock, SQLite ``BEGIN IMMEDIATE``, so one migrates and the others find it done.
+    named lock, SQLite ``BEGIN IMMEDIATE``, so one migrates and the others find it done. The
+    statement timeout does not apply (``timeouts.unbounded_statements`` says why).
     """
+    server = db.backend in {"postgresql", "mysql", "mariadb"}
     try:
         with db.engine.connect() as conn:
             if db.backend == "sqlite":
@@ -89,6 +92,10 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
             locked = False
             try:
                 with conn.begin():
+                    if server:
+                        mariadb = bool(getattr(conn.dialect, "is_mariadb", False))
+                        for statement in unbounded_statements(db.backend, mariadb=mariadb):
+                            conn.exec_driver_sql(statement)
                     if db.backend == "postgresql":
                         conn.execute(
                             text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
@@ -108,12 +115,15 @@ def upgrade(db: Database, revision: str = "head") -> str | None:
                 if locked:
                     conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": _MYSQL_MIGRATION_LOCK})
                     conn.commit()
+                if db.backend in {"mysql", "mariadb"}:
+                    # Its session limits are lifted: the pool must not hand it out again.
+                    conn.invalidate()
                 if db.backend == "sqlite":
                     conn.connection.driver_connection.execute(  # type: ignore[union-attr]
                         "PRAGMA foreign_keys=ON"
                     )
     except DBAPIError as exc:
-        raise unavailable(exc, db.url) from None
+        raise unavailable(exc, db.url, db.statement_timeout) from None
     except CommandError as exc:
         raise LedgerUnavailable(
             f"cannot migrate the ledger at {db.display_url} ({exc}): "

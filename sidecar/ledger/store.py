@@ -23,11 +23,13 @@ from sidecar.ledger.actions import Actions
 from sidecar.ledger.audit import Audit
 from sidecar.ledger.database import Database, utcnow
 from sidecar.ledger.decisions import Decisions
-from sidecar.ledger.engine import DEFAULT_BUSY_TIMEOUT, parse_url
-from sidecar.ledger.lease import Leases, default_holder
+from sidecar.ledger.engine import parse_url
+from sidecar.ledger.holder import default_holder
+from sidecar.ledger.lease import Leases
 from sidecar.ledger.observations import Observations
 from sidecar.ledger.placements import Placements
 from sidecar.ledger.runs import Runs
+from sidecar.model.defaults import LEDGER_STATEMENT_TIMEOUT
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -75,17 +77,19 @@ class Ledger:
         migrate: bool = True,
         holder: str | None = None,
         clock: Callable[[], datetime] | None = None,
-        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        statement_timeout: float = LEDGER_STATEMENT_TIMEOUT,
         create: bool = True,
     ) -> None:
         """Open the ledger at ``url`` and bring its schema to the newest revision.
 
         ``migrate=False`` refuses (LedgerUnavailable) a schema that is not current;
         ``create=False`` refuses a SQLite file that does not exist yet. ``clock`` returns
-        aware UTC datetimes (injectable for tests); it decides lease expiry.
+        aware UTC datetimes (injectable for tests); it decides lease expiry. Every statement
+        gives up after ``statement_timeout`` s (``sidecar.ledger.timeouts``).
         """
         self._db = Database(
-            parse_url(url), clock=clock or utcnow, busy_timeout=busy_timeout, create=create
+            parse_url(url), clock=clock or utcnow, statement_timeout=statement_timeout,
+            create=create,
         )
         holder = holder or default_holder()
         self._leases = Leases(self._db, holder)

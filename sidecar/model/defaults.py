@@ -12,6 +12,10 @@ ALERT_GAP_WINDOW: Final = 600.0
 #: backlog (Settings.ha_backlog_after, Policy.ha_backlog_after).
 HA_BACKLOG_AFTER: Final = 900.0
 
+#: Seconds one ledger statement may wait for locks and run before it fails (and with it the
+#: cycle, which the next cycle retries) (Settings.ledger_statement_timeout; the ledger's engine).
+LEDGER_STATEMENT_TIMEOUT: Final = 15.0
+
 #: CloudStack's ``ping.interval`` (seconds) and ``ping.timeout`` (a multiple of it) defaults
 #: (engine/orchestration AgentManagerImpl): an agent silent for interval × timeout is timed out.
 PING_INTERVAL: Final = 60.0

@@ -48,7 +48,11 @@ class Context:
         """Open (and migrate) the ledger named by the settings."""
         from sidecar.ledger import Ledger  # SQLAlchemy and Alembic: not for --help
 
-        return Ledger(self.settings.resolved_ledger_url(), holder=holder)
+        return Ledger(
+            self.settings.resolved_ledger_url(),
+            holder=holder,
+            statement_timeout=self.settings.ledger_statement_timeout,
+        )
 
 
 def load_context(

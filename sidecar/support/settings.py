@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sidecar.model.defaults import ALERT_GAP_WINDOW, HA_BACKLOG_AFTER, PING_INTERVAL, PING_TIMEOUT
+from sidecar.model.defaults import (
+    ALERT_GAP_WINDOW,
+    HA_BACKLOG_AFTER,
+    LEDGER_STATEMENT_TIMEOUT,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+)
 from sidecar.support.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/cloudstack-sidecar/sidecar.toml")
@@ -44,6 +50,14 @@ class Settings:
     ledger_url: str = ""
     """Default: SQLite in the state directory. A shared PostgreSQL/MariaDB URL lets several
     sidecars (one per management server) share one ledger and one lease."""
+
+    ledger_statement_timeout: float = LEDGER_STATEMENT_TIMEOUT
+    """Default 15 s: the longest one ledger statement may take. PostgreSQL and MariaDB give up
+    waiting for a lock at half of it (statement_timeout and lock_timeout; max_statement_time and
+    innodb_lock_wait_timeout), SQLite waits this long for its file lock. The cycle deadline
+    cannot interrupt a ledger call, so this is what ends a cycle on a hung ledger (in about
+    twice this at worst, within the 50 s deadline) for the next cycle to retry; ledger
+    statements take milliseconds."""
 
     region: str = "cloudstack"
     """Default ``cloudstack``: the ``cs`` ini section (region) holding endpoint, key and secret."""
@@ -146,6 +160,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "ping_timeout": (1.0, 1000.0),
     "max_actions": (1, 100_000_000),
     "lease_ttl": (5.0, 86400.0),
+    "ledger_statement_timeout": (1.0, 3600.0),
     "observation_retention_days": (1.0, 36500.0),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {

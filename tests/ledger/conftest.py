@@ -1,46 +1,14 @@
-"""Ledger fixtures: every ``db`` test runs on SQLite, and on PostgreSQL and MariaDB when
-SIDECAR_TEST_POSTGRES_URL / SIDECAR_TEST_MYSQL_URL name a server (each test gets its own
-database, dropped afterwards)."""
+"""Ledger fixtures: open ledgers on ``db`` (tests/conftest.py: SQLite, and PostgreSQL and
+MariaDB when SIDECAR_TEST_POSTGRES_URL / SIDECAR_TEST_MYSQL_URL name a server)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from dbkit import SERVERS, server_database
 from ledgerkit import FakeClock
 
 from sidecar.ledger import Ledger
-
-
-def _server_database(backend: str) -> Iterator[str]:
-    env = SERVERS[backend]
-    if not os.environ.get(env):
-        pytest.skip(f"{env} not set")
-    with server_database(backend) as url:
-        yield url
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-        pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
-    ]
-)
-def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of an empty ledger database on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.sqlite3'}"
-    else:
-        yield from _server_database(request.param)
-
-
-@pytest.fixture
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A SQLite ledger URL only (for tests about files, the CLI and errors)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.sqlite3'}"
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_a_locked_ledger_file_is_one_line_after_the_busy_timeout(sqlite_url: str
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
     try:
-        ledger = Ledger(sqlite_url, busy_timeout=0.05)  # reading still works in WAL mode
+        ledger = Ledger(sqlite_url, statement_timeout=0.05)  # reading still works in WAL mode
         with pytest.raises(LedgerUnavailable, match="is locked by another process") as err:
             ledger.start_run("report", "dry-run")
         ledger.close()

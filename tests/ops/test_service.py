@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from wiringkit import cli_env, context, ledger_url, run_cli, served, sim_with_history, spawn_cli
@@ -20,6 +22,7 @@ from sidecar.ledger import Ledger
 from sidecar.ops.service.cycle import Service
 from sidecar.ops.service.metrics import Metrics
 from sidecar.ops.service.scheduler import SignalWatcher
+from sidecar.support.errors import LedgerUnavailable
 
 
 @pytest.fixture
@@ -113,6 +116,29 @@ def test_a_dry_run_cycle_observes_and_plans_but_archives_nothing(
         assert ledger.lease() is None
         assert len(ledger.alert_sightings()) > 0
         assert ledger.runs()[-1].mode == "dry-run"
+
+
+def test_a_cycle_failing_in_the_ledger_reports_that_error_not_the_failure_to_record_its_end(
+    sim: Simulator, tmp_path: Path, service_for: list[Service], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def failing(message: str) -> Callable[..., NoReturn]:
+        def fail(*_args: object, **_kwargs: object) -> NoReturn:
+            raise LedgerUnavailable(message)
+        return fail
+
+    with served(sim) as endpoint:
+        service = new_service(service_for, sim, endpoint, ledger_url(tmp_path))
+        monkeypatch.setattr(service.ledger, "acquire_lease", failing("the lease timed out"))
+        monkeypatch.setattr(service.ledger, "finish_run", failing("the run's end timed out"))
+        with caplog.at_level(logging.WARNING):
+            result = service.run_cycle()
+
+    assert not result.ok and result.exit_code == 4
+    assert result.message == "the lease timed out; the next cycle retries"
+    assert "could not record the failed cycle in the ledger: the run's end timed out" in (
+        caplog.text
+    )
 
 
 def test_the_vms_of_a_failed_host_are_polled_while_its_ha_is_under_way_and_then_no_more(

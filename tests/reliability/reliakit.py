@@ -67,20 +67,15 @@ def fast_settings(ledger_url: str, **overrides: Any) -> Settings:
 
 @dataclass
 class NamedContext(Context):
-    """A Context whose ledgers carry a chosen holder name and SQLite busy timeout.
+    """A Context whose ledgers carry a chosen holder name.
 
-    Several sidecars in one test process would otherwise share the holder ``host:pid``.
+    Several sidecars in one test process would otherwise share the holder of this process.
     """
 
     holder: str = "sidecar-a"
-    busy_timeout: float = 15.0
 
     def ledger(self, *, holder: str | None = None) -> Ledger:
-        return Ledger(
-            self.settings.resolved_ledger_url(),
-            holder=holder or self.holder,
-            busy_timeout=self.busy_timeout,
-        )
+        return super().ledger(holder=holder or self.holder)
 
 
 def make_context(
@@ -88,7 +83,6 @@ def make_context(
     settings: Settings,
     *,
     holder: str = "sidecar-a",
-    busy_timeout: float = 15.0,
     key: str | None = None,
     secret: str | None = None,
 ) -> NamedContext:
@@ -98,7 +92,7 @@ def make_context(
         sim.endpoint, key or sim.key, secret or sim.secret, timeout=settings.request_timeout,
         verify=shared_tls_context(),
     )
-    return NamedContext(settings, config, holder=holder, busy_timeout=busy_timeout)
+    return NamedContext(settings, config, holder=holder)
 
 
 _TLS: list[ssl.SSLContext] = []

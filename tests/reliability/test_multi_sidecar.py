@@ -155,7 +155,7 @@ def test_a_sidecar_opening_a_new_sqlite_ledger_waits_for_another_one_writing_it(
     release = threading.Timer(0.3, lambda: writer.execute("ROLLBACK"))
     release.start()
     try:
-        Ledger(sqlite_url(fast_dir, path.name), holder="sidecar-b", busy_timeout=10.0).close()
+        Ledger(sqlite_url(fast_dir, path.name), holder="sidecar-b", statement_timeout=10.0).close()
     finally:
         release.join()
         writer.close()

@@ -196,6 +196,8 @@ def test_an_unknown_override_is_a_config_error():
     ({"SIDECAR_ARCHIVE_BATCH_SIZE": "0"}, "archive_batch_size"),
     ({"SIDECAR_POLL_INTERVAL": "nan"}, "poll_interval"),
     ({"SIDECAR_LEASE_TTL": "inf"}, "lease_ttl"),
+    ({"SIDECAR_LEDGER_STATEMENT_TIMEOUT": "0.5"}, "ledger_statement_timeout"),
+    ({"SIDECAR_LEDGER_STATEMENT_TIMEOUT": "7200"}, "ledger_statement_timeout"),
 ])
 def test_an_out_of_range_value_names_the_setting_its_source_and_the_range(env, name):
     with pytest.raises(ConfigError) as exc:

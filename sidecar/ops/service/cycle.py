@@ -32,7 +32,7 @@ from sidecar.ops.service.metrics import Metrics
 from sidecar.ops.service.session import Session
 from sidecar.ops.service.vms import VmCache, VmPlacements
 from sidecar.reconcile import build_plan
-from sidecar.support.errors import EXIT_CLOUDSTACK, UserError
+from sidecar.support.errors import EXIT_CLOUDSTACK, LedgerUnavailable, UserError
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,9 @@ class Service:
                                  exit_code=EXIT_CLOUDSTACK)
         except CloudStackError as exc:
             result = CycleResult(False, str(exc), exit_code=EXIT_CLOUDSTACK)
+        except LedgerUnavailable as exc:
+            result = CycleResult(False, f"{exc}; the next cycle retries",
+                                 exit_code=exc.exit_code)
         except UserError as exc:
             result = CycleResult(False, str(exc), exit_code=exc.exit_code)
         except Exception as exc:  # a bug: log it with its traceback, keep the service up
@@ -165,7 +168,6 @@ class Service:
         run_id = ledger.start_run("service", mode, endpoint=self.ctx.cloudstack.endpoint,
                                   cloudstack_version=self.version)
         counts: dict[str, int] = {}
-        outcome = "error"
         try:
             cs = await self.session.client()
             hosts = await self.hosts.fetch(cs)
@@ -198,9 +200,14 @@ class Service:
                 ledger.record_plan(run_id, plan)
                 self._last_plan_key = key
             interrupted = await self.archiver.act(cs, run_id, plan, self.alerts, counts)
-            outcome = "interrupted" if interrupted else "ok"
-        finally:
-            ledger.finish_run(run_id, outcome, counts)
+        except BaseException:
+            try:
+                ledger.finish_run(run_id, "error", counts)
+            except LedgerUnavailable as exc:
+                # Often the ledger is what failed: the cycle's own error is the one to report.
+                log.warning("could not record the failed cycle in the ledger: %s", exc)
+            raise
+        ledger.finish_run(run_id, "interrupted" if interrupted else "ok", counts)
         return self._result(hosts, plan, counts, interrupted)
 
     def _result(
