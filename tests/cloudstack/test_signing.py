@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.cloudstack.signing import (
+    AUTH_PARAMS,
     CloudStackSigner,
     flatten_params,
     java_urlencode,
@@ -295,7 +296,7 @@ _NAME = st.text(
     alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_[]."),
     min_size=1,
     max_size=12,
-).filter(lambda n: n.lower() not in {"signature", "apikey", "response", "command"})
+).filter(lambda n: n.lower() not in {*(a.lower() for a in AUTH_PARAMS), "command"})
 _VALUE = st.text(
     alphabet=st.characters(exclude_categories=["Cs"]),
     max_size=20,
