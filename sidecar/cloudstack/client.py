@@ -24,6 +24,7 @@ import httpx
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.errors import (
     CloudStackError,
+    MalformedAnswerError,
     NotJsonError,
     ServerError,
     ThrottledError,
@@ -55,6 +56,8 @@ _SIGNING_OVERHEAD = 160
 #: Upper bound of one backoff sleep.
 BACKOFF_CAP = 30.0
 _JSON_TYPES = ("application/json", "text/javascript")
+#: First bytes of a page, not JSON, whatever its Content-Type says (HTML, XML).
+_MARKUP = b"<"
 #: 431 text when ``pagesize`` exceeds the server's ``default.page.size``.
 #: Request extension that carries a call's :class:`_Attempt` to the request hook.
 _ATTEMPT = "sidecar.attempt"
@@ -259,10 +262,20 @@ class CloudStackClient(Paging):
         try:
             data = response.json()
         except ValueError as exc:
-            raise NotJsonError(
+            if response.content.lstrip().startswith(_MARKUP):
+                # A page labelled JSON (some proxies and SSO gateways): no retry will help.
+                raise NotJsonError(
+                    status=status,
+                    content_type=ctype,
+                    reason="an HTML or XML page",
+                    command=command,
+                    endpoint=self.endpoint,
+                ) from None
+            raise MalformedAnswerError(
                 status=status,
                 content_type=ctype,
-                reason=f"malformed JSON: {exc}",
+                size=len(response.content),
+                reason=str(exc),
                 command=command,
                 endpoint=self.endpoint,
             ) from None
@@ -318,9 +331,12 @@ class CloudStackClient(Paging):
                 wait = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 self._limiter.pause_for(wait)  # the retry sleeps in the limiter, not here
                 reason: CloudStackError = exc
-            except (ServerError, TransportError, NotJsonError) as exc:
+            except (ServerError, TransportError, NotJsonError, MalformedAnswerError) as exc:
+                # A cut or garbled answer is the way's fault, like a reset; a page is not.
                 retryable = not isinstance(exc, NotJsonError) or exc.status >= 500
                 if not (may_retry and retryable) or attempt >= self.limits.max_retries:
+                    if isinstance(exc, MalformedAnswerError) and attempt:
+                        raise exc.tried(attempt + 1) from None
                     raise
                 delay = self._backoff(attempt)
                 reason = exc

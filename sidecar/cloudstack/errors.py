@@ -120,6 +120,50 @@ class NotJsonError(CloudStackError):
         )
 
 
+class MalformedAnswerError(CloudStackError):
+    """A JSON answer cut short or garbled on its way (a dropped connection, a proxy): transient.
+
+    Unlike :class:`NotJsonError` it does not mean a wrong endpoint: reads are retried on it.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        content_type: str,
+        size: int,
+        reason: str,
+        tries: int = 1,
+        command: str = "",
+        endpoint: str = "",
+    ) -> None:
+        self.status = status
+        self.content_type = content_type or "no content type"
+        self.size = size
+        self.reason = _one_line(reason)
+        self.tries = tries
+        after = f" after {tries} tries" if tries > 1 else ""
+        super().__init__(
+            f"the answer was cut short or is not valid JSON{after} (HTTP {status} "
+            f"{self.content_type}, {size} bytes: {self.reason}): it broke on its way (a "
+            "connection cut, a proxy, a server that stopped writing); run again",
+            command=command,
+            endpoint=endpoint,
+        )
+
+    def tried(self, tries: int) -> MalformedAnswerError:
+        """The same error, saying how many tries it took."""
+        return MalformedAnswerError(
+            status=self.status,
+            content_type=self.content_type,
+            size=self.size,
+            reason=self.reason,
+            tries=tries,
+            command=self.command,
+            endpoint=self.endpoint,
+        )
+
+
 class ApiError(CloudStackError):
     """CloudStack answered with an error object (``errorcode`` = HTTP status)."""
 
@@ -264,6 +308,7 @@ __all__ = [
     "AuthenticationError",
     "CloudStackError",
     "CommandNotAllowedError",
+    "MalformedAnswerError",
     "NotJsonError",
     "ParameterError",
     "ServerError",

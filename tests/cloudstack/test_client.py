@@ -18,6 +18,7 @@ from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.errors import (
     AuthenticationError,
     CommandNotAllowedError,
+    MalformedAnswerError,
     NotJsonError,
     ParameterError,
     ServerError,
@@ -583,11 +584,11 @@ def test_a_401_names_credentials_and_the_measured_clock_skew(fake, mock):
     [
         ("<html><body>Login</body></html>", "text/html;charset=UTF-8", 200),
         ("<?xml version='1.0'?><listzonesresponse/>", "text/xml", 200),
-        ('{"listzonesresponse": {', "application/json", 200),
+        ("\n<!DOCTYPE html><html>Sign in</html>", "application/json", 200),
         ("[1, 2]", "application/json", 200),
         ("", "", 302),
     ],
-    ids=["html-login", "xml", "broken-json", "not-an-object", "redirect"],
+    ids=["html-login", "xml", "html-labelled-json", "not-an-object", "redirect"],
 )
 def test_anything_but_cloudstack_json_is_a_not_json_error(fake, mock, body, ctype, status):
     headers = {"Content-Type": ctype} if ctype else {}
@@ -609,6 +610,74 @@ def test_anything_but_cloudstack_json_is_a_not_json_error(fake, mock, body, ctyp
     assert info.value.status == status
     if status == 302:
         assert "redirected to http://127.0.0.1:8080/client/" in message
+
+
+def labelled_json(content: bytes) -> httpx.Response:
+    """A 200 answer whose Content-Type says JSON, whatever ``content`` is."""
+    return httpx.Response(200, content=content, headers={"Content-Type": "application/json"})
+
+
+def test_a_truncated_json_answer_to_a_read_is_retried_like_a_reset(fake, mock):
+    whole = json.dumps({"listzonesresponse": {"count": 0}}).encode()
+    cut = labelled_json(whole[:17])
+    route = mock.get(ENDPOINT, params={"command": "listZones"}).mock(
+        side_effect=[cut, cut, reply("listZones", {"count": 0})]
+    )
+
+    async def go():
+        async with make_client(fake) as cs:
+            return await cs.request("listZones"), cs.stats.retries
+
+    assert run(go()) == ({"count": 0}, 2)
+    assert route.call_count == 3
+    assert len(fake.sleeps) == 2 and fake.sleeps[1] > fake.sleeps[0]  # backoff, doubled
+
+
+def test_a_read_whose_answers_stay_cut_short_fails_without_blaming_the_endpoint(fake, mock):
+    cut = labelled_json(b'{"listalertsresponse":{"count":3,"al')
+    route = mock.get(ENDPOINT, params={"command": "listAlerts"}).mock(return_value=cut)
+
+    async def go():
+        async with make_client(fake, max_retries=2) as cs:
+            await cs.request("listAlerts")
+
+    with pytest.raises(MalformedAnswerError) as info:
+        run(go())
+    message = str(info.value)
+    assert route.call_count == 3
+    assert "cut short or is not valid JSON after 3 tries" in message
+    assert "HTTP 200 application/json, 36 bytes" in message
+    assert "endpoint is the API URL" not in message and "UI or proxy page" not in message
+    assert not isinstance(info.value, NotJsonError)
+
+
+def test_a_truncated_answer_to_archive_alerts_is_not_resent(fake, mock):
+    cut = labelled_json(b'{"archivealer')
+    route = mock.post(ENDPOINT).mock(side_effect=[cut, reply("archiveAlerts", {"success": True})])
+
+    async def go():
+        async with make_client(fake) as cs:
+            await cs.archive_alerts(["a1"])
+
+    # The archive may have run: the caller settles it by listing (ops/applier.py).
+    with pytest.raises(MalformedAnswerError) as info:
+        run(go())
+    assert route.call_count == 1 and fake.sleeps == []
+    assert "tries" not in str(info.value)
+
+
+def test_a_page_labelled_json_is_not_retried(fake, mock):
+    page = labelled_json(b"<html><body>Sign in</body></html>")
+    route = mock.get(ENDPOINT, params={"command": "listHosts"}).mock(return_value=page)
+
+    async def go():
+        async with make_client(fake) as cs:
+            await cs.request("listHosts")
+
+    with pytest.raises(NotJsonError) as info:
+        run(go())
+    assert route.call_count == 1 and fake.sleeps == []
+    assert "an HTML or XML page" in str(info.value) and "not a UI or proxy page" in str(info.value)
 
 
 def test_an_error_object_under_errorresponse_is_raised(fake, mock):
