@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from reliakit import (
+    COMMANDS,
     IntentAuditor,
     NamedContext,
     archived_by_us,
@@ -42,6 +43,7 @@ from sidecar.cloudstack.errors import (
     ThrottledError,
 )
 from sidecar.cloudstack.limits import ClientLimits
+from sidecar.ops.cleanup import MAX_PASSES
 from sidecar.ops.service.cycle import Service
 from sidecar.support.settings import Settings
 
@@ -174,6 +176,60 @@ def test_html_pages_are_named_at_once_and_never_break_the_ledger(
     assert all("expected CloudStack JSON from" in e and "text/html" in e for e in errors)
     assert fault.fired > 0
     finish_without_faults(sim, url, auditor)
+
+
+# -- answers cut short -----------------------------------------------------------------------
+
+#: Every read any command sends (check adds listApis to the cleanup's reads).
+READS = (*(c for c in CLEANUP_COMMANDS if c != "archiveAlerts"), "listApis")
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_truncated_reads_are_retried_in_every_command_and_it_completes(
+    world: tuple[Simulator, str, IntentAuditor], command: str
+) -> None:
+    sim, url, auditor = world
+    # A third of every read's answers cut short: each is retried, none ends the command.
+    fault = sim.faults.add("truncated", READS, rate=0.3)
+    # check measures the skew: read our clock from the simulator's (it stands in the past).
+    seams: dict[str, Any] = {"wall_clock": sim.clock.time} if command == "check" else {}
+    ctx = make_context(sim, fast_settings(url, max_retries=8, archive_batch_size=10), **seams)
+    ok, message = COMMANDS[command](ctx)
+    assert ok, message
+    assert fault.fired > 0
+    assert check_invariants(sim, url, complete=command == "cleanup") == []
+    assert auditor.violations == []
+
+
+@pytest.mark.parametrize("kind", ["truncated", "malformed_json"])
+def test_a_cleanup_under_10_percent_cut_answers_completes_exactly_in_one_run(
+    fast_ledger: str, kind: str
+) -> None:
+    sim = history_sim(seed=23, alerts=1000)
+    url = fast_ledger
+    with sim.serve():
+        auditor = IntentAuditor(sim, url)
+        try:
+            # Every command, archiveAlerts included: a cut answer to it is an unknown outcome,
+            # settled from the next pass's listing (never sent twice).
+            reads = sim.faults.add(kind, READS, rate=0.1)
+            archives = sim.faults.add(kind, "archiveAlerts", rate=0.1)
+            # One request at a time: the seeded faults fall on the same requests every run.
+            settings = fast_settings(url, archive_batch_size=10, max_concurrency=1)
+            attempt = cleanup(make_context(sim, settings))
+        finally:
+            auditor.close()
+    assert attempt.error is None, repr(attempt.error)
+    assert settled(attempt), attempt.problem
+    assert reads.fired > 0 and archives.fired > 0
+    truth = sim.truth.duplicate_ids
+    assert archived_by_us(sim) == truth  # every duplicate, nothing else
+    assert sim.stats.archived_more_than_once() == []
+    view = read_ledger(url)
+    assert view.having("done") | view.having("already-gone") == truth == set(view.states)
+    assert check_invariants(sim, url, complete=True, view=view) == []
+    assert auditor.violations == []
+    assert attempt.totals is not None and attempt.totals["passes"] <= MAX_PASSES
 
 
 def test_an_alert_archived_by_another_admin_meanwhile_is_recorded_already_gone(
