@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from sidecar.cloudstack.signing import (
     AUTH_PARAMS,
+    EXPIRES_AT,
     CloudStackSigner,
     flatten_params,
     java_urlencode,
@@ -236,6 +237,21 @@ def test_expires_is_utc_whatever_the_clock_zone():
     local = datetime(2024, 1, 1, 5, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))
     signer = CloudStackSigner("foo", "bar", expires_in=600, now=lambda: local)
     assert signer.sign_params({"command": "listHosts"})["expires"] == "2024-01-01T00:10:00+0000"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_requests_chosen_expires_is_signed_instead_of_the_lifetime(method):
+    # The clock-skew probe chooses each call's expires (skew.py).
+    signer = CloudStackSigner("foo", "bar", expires_in=600, now=lambda: BEFORE_EXPIRY)
+    chosen = datetime(2023, 12, 31, 23, 41, 7, tzinfo=UTC)
+    request = httpx.Request(method, ENDPOINT, params={"command": "listCapabilities"},
+                            extensions={EXPIRES_AT: chosen})
+    signed = signer.sign_request(request)
+    params = dict(wire_params(signed))
+    assert params["expires"] == "2023-12-31T23:41:07+0000"
+    assert server_accepts(wire_params(signed), "bar")
+    plain = signer.sign_request(httpx.Request(method, ENDPOINT, params=request.url.params))
+    assert dict(wire_params(plain))["expires"] == "2024-01-01T00:00:00+0000"
 
 
 def test_a_post_form_body_is_signed_like_a_query():
