@@ -23,7 +23,9 @@ import httpx
 
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.errors import (
+    AuthenticationError,
     CloudStackError,
+    CommandNotAllowedError,
     MalformedAnswerError,
     NotJsonError,
     ServerError,
@@ -36,12 +38,14 @@ from sidecar.cloudstack.paging import ListInfo, Paging
 from sidecar.cloudstack.ratelimit import RateLimiter, Start
 from sidecar.cloudstack.signing import (
     AUTH_PARAMS,
+    EXPIRES_AT,
     FORM_CONTENT_TYPE,
     CloudStackSigner,
     encode_params,
     flatten_params,
     java_urlencode,
 )
+from sidecar.cloudstack.skew import SkewBracket, bracket_skew
 from sidecar.cloudstack.stats import CallStats
 from sidecar.model.constants import HTTP_INTERNAL_ERROR, STATE_CHANGING_PREFIXES_READ
 from sidecar.model.resources import Alert, Host, VirtualMachine
@@ -58,7 +62,8 @@ BACKOFF_CAP = 30.0
 _JSON_TYPES = ("application/json", "text/javascript")
 #: First bytes of a page, not JSON, whatever its Content-Type says (HTML, XML).
 _MARKUP = b"<"
-#: 431 text when ``pagesize`` exceeds the server's ``default.page.size``.
+#: The command the clock-skew probe signs: cheap, read-only, in every role the sidecar needs.
+SKEW_PROBE_COMMAND = "listCapabilities"
 #: Request extension that carries a call's :class:`_Attempt` to the request hook.
 _ATTEMPT = "sidecar.attempt"
 
@@ -101,7 +106,11 @@ class CloudStackClient(Paging):
         self.endpoint = config.endpoint
         self.timeout = self.limits.request_timeout or config.timeout
         self.stats = CallStats()
+        #: Server clock minus ours as the last ``Date`` header showed it (None: no header).
         self.clock_skew: float | None = None
+        #: What signed probes found out about the skew (``measure_skew``), once measured.
+        self.skew: SkewBracket | None = None
+        self._skew_lock = asyncio.Lock()
         self._transport = transport
         self._sleep = sleep
         self._on_call = on_call
@@ -213,11 +222,15 @@ class CloudStackClient(Paging):
             except Exception:  # metrics must never break an API call
                 log.exception("on_call callback failed for %s", command)
 
-    async def _call_once(self, command: str, flat: Mapping[str, str]) -> dict[str, Any]:
+    async def _call_once(
+        self, command: str, flat: Mapping[str, str], expires: datetime | None = None
+    ) -> dict[str, Any]:
         request = self._build_request(command, flat)
         http = self._ensure_http()
         attempt = _Attempt()
         request.extensions[_ATTEMPT] = attempt  # the signed copy shares it with the hook
+        if expires is not None:
+            request.extensions[EXPIRES_AT] = expires
         async with self._semaphore:
             try:
                 response = await http.send(request)  # the hook takes the rate-limit slot
@@ -315,14 +328,32 @@ class CloudStackClient(Paging):
     async def request(
         self, command: str, params: Mapping[str, Any] | None = None, *, idempotent: bool = False
     ) -> dict[str, Any]:
-        """Call ``command`` and return the inner ``<command>response`` object."""
+        """Call ``command`` and return the inner ``<command>response`` object.
+
+        A 401 is explained before it is raised: signed probes tell a key that does not work
+        from a clock that makes every signature expire (``measure_skew``, once per client).
+        """
         flat = flatten_params(params)
         may_retry = is_read_command(command) or idempotent
+        try:
+            return await self._request(command, flat, may_retry=may_retry)
+        except AuthenticationError as exc:
+            raise await self._explain(exc) from None
+
+    async def _request(
+        self,
+        command: str,
+        flat: Mapping[str, str],
+        *,
+        may_retry: bool,
+        expires: datetime | None = None,
+    ) -> dict[str, Any]:
+        """``_call_once`` with the retries: 429 always, the rest when ``may_retry``."""
         attempt = 0
         while True:
             delay = wait = 0.0
             try:
-                return await self._call_once(command, flat)
+                return await self._call_once(command, flat, expires)
             except ThrottledError as exc:
                 # The rate-limit checker rejects a call before it runs, so even a write may be
                 # resent. Everyone waits (via the limiter) until the named time has passed.
@@ -354,6 +385,48 @@ class CloudStackClient(Paging):
             )
             if delay > 0:
                 await self._sleep(delay)
+
+    # -- clock skew -----------------------------------------------------------------------
+
+    async def measure_skew(self, *, ordinary_accepted: bool = True) -> SkewBracket | None:
+        """Bracket the server's clock with signed calls (``skew.py``); once per client.
+
+        ``ordinary_accepted``: whether a normally signed call was just accepted (``check``)
+        or refused (a 401). None when the probe could not run (no role for its command, or
+        the server did not answer).
+        """
+        async with self._skew_lock:  # concurrent 401s share one measurement
+            if self.skew is None:
+                try:
+                    self.skew = await bracket_skew(
+                        self._probe,
+                        now=self._wall_clock,
+                        lifetime=self._signer.expires_in,
+                        ordinary_accepted=ordinary_accepted,
+                        guess=self.clock_skew,
+                    )
+                except CloudStackError as exc:
+                    log.info("could not measure the clock skew: %s", exc)
+                    return None
+                bracket = self.skew
+                log.info("skew probe: server minus ours in (%s, %s] s after %d signed calls",
+                         bracket.low, bracket.high, bracket.calls)  # fmt: skip
+            return self.skew
+
+    async def _probe(self, expires: datetime) -> bool:
+        """One signed call with this ``expires``: accepted (True) or refused with a 401."""
+        try:
+            await self._request(SKEW_PROBE_COMMAND, {}, may_retry=True, expires=expires)
+        except CommandNotAllowedError:
+            raise  # the role lacks the probe's command: the probe cannot tell anything
+        except AuthenticationError:
+            return False
+        return True
+
+    async def _explain(self, exc: AuthenticationError) -> AuthenticationError:
+        """The 401 with what signed probes found: the key, or the clock."""
+        bracket = await self.measure_skew(ordinary_accepted=False)
+        return exc.explained(bracket, self._signer.expires_in) if bracket is not None else exc
 
     # -- typed helpers --------------------------------------------------------------------
 

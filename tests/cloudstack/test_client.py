@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from datetime import datetime
 from email.utils import formatdate
 from urllib.parse import parse_qsl
 
@@ -324,7 +325,13 @@ def test_a_write_marked_idempotent_is_retried(fake, mock):
     ],
 )
 def test_client_errors_are_never_retried_even_for_reads(fake, mock, code, text, exc):
-    route = mock.get(ENDPOINT).mock(return_value=error("listAlerts", code, text))
+    route = mock.get(ENDPOINT, params={"command": "listAlerts"}).mock(
+        return_value=error("listAlerts", code, text)
+    )
+    # A 401 is explained by signed listCapabilities probes (test_skew.py), not retried.
+    mock.get(ENDPOINT, params={"command": "listCapabilities"}).mock(
+        return_value=error("listCapabilities", code, text)
+    )
 
     async def go():
         async with make_client(fake) as cs:
@@ -552,19 +559,18 @@ def test_clock_skew_comes_from_the_date_header(fake, mock):
     assert run(go()) == 734.0
 
 
-def test_a_401_names_credentials_and_the_measured_clock_skew(fake, mock):
-    mock.get(ENDPOINT).mock(
-        return_value=httpx.Response(
-            401,
-            json={
-                "listcapabilitiesresponse": {
-                    "errorcode": 401,
-                    "errortext": "unable to verify user credentials and/or request signature",
-                }
-            },
-            headers={"Date": formatdate(WALL + 734, usegmt=True)},
-        )
+def test_a_401_that_no_probe_gets_past_names_the_key_and_the_date_headers_skew(fake, mock):
+    refused = httpx.Response(
+        401,
+        json={
+            "listcapabilitiesresponse": {
+                "errorcode": 401,
+                "errortext": "unable to verify user credentials and/or request signature",
+            }
+        },
+        headers={"Date": formatdate(WALL + 734, usegmt=True)},
     )
+    route = mock.get(ENDPOINT, params={"command": "listCapabilities"}).mock(return_value=refused)
 
     async def go():
         async with make_client(fake) as cs:
@@ -573,10 +579,46 @@ def test_a_401_names_credentials_and_the_measured_clock_skew(fake, mock):
     with pytest.raises(AuthenticationError) as info:
         run(go())
     message = str(info.value)
-    assert "server clock is 734 s ahead of ours" in message
-    assert "secret" in message and "clock skew" in message
+    assert "wrong API key or secret" in message and "clock skew beyond what was probed" in message
+    assert "its Date header says the server clock is 734 s ahead of this host" in message
     assert info.value.skew == 734.0
+    assert info.value.bracket is not None and not info.value.bracket.key_works
+    assert route.call_count == 1 + 4  # the call; the probe asks again, then 3 windows
     assert "\n" not in message
+
+
+def test_concurrent_401s_share_one_rate_limited_skew_probe_that_names_the_clock(fake, mock):
+    unauthorized = {"errorcode": 401, "errortext": "unable to verify user credentials"}
+
+    def verify(request: httpx.Request) -> httpx.Response:
+        # A server 905 s ahead of WALL: a signature is refused once its expires is past.
+        params = sent_params(request)
+        expires = datetime.strptime(params["expires"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        command = params["command"]
+        if expires < WALL + 905:
+            return reply(command, unauthorized, 401)
+        return reply(command, {"capability": {"cloudstackversion": "4.19.2.0"}})
+
+    mock.get(ENDPOINT, params={"command": "listAlerts"}).mock(side_effect=verify)
+    probes = mock.get(ENDPOINT, params={"command": "listCapabilities"}).mock(side_effect=verify)
+
+    async def go():
+        async with make_client(fake, requests_per_second=5) as cs:
+            results = await asyncio.gather(
+                *(cs.request("listAlerts", {"name": n}) for n in ("a", "b", "c")),
+                return_exceptions=True,
+            )
+            return results, cs.skew, cs.stats
+
+    results, bracket, stats = run(go())
+    assert all(isinstance(r, AuthenticationError) for r in results)
+    assert all("your key works; the server clock is 905 s ahead of this host" in str(r)
+               or "your key works; the server clock is 904 s ahead of this host" in str(r)
+               for r in results)
+    assert bracket is not None and probes.call_count == bracket.calls <= 14  # one measurement
+    probe_calls = stats.calls[("listCapabilities", 401)] + stats.calls[("listCapabilities", 200)]
+    assert probe_calls == bracket.calls
+    assert stats.rate_limited_seconds > 0  # every probe waited its turn like any call
 
 
 @pytest.mark.parametrize(

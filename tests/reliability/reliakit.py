@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from dbkit import server_database as _server_database
 from sqlalchemy import select as sql_select
 
@@ -108,6 +109,17 @@ def make_context(
     )
     return NamedContext(settings, config, holder=holder, busy_timeout=busy_timeout,
                         client_options=client_options)
+
+
+class NoDateTransport(httpx.AsyncHTTPTransport):
+    """Drops every answer's ``Date`` header, as upstream's Jetty sends none: clock tests must
+    not lean on the simulator's (a proxy in front may add one; that is the client's bonus)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if "Date" in response.headers:
+            del response.headers["Date"]
+        return response
 
 
 _TLS: list[ssl.SSLContext] = []
