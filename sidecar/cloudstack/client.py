@@ -265,25 +265,14 @@ class CloudStackClient(Paging):
         ctype = response.headers.get("Content-Type", "")
         if not ctype.lower().startswith(_JSON_TYPES):
             location = response.headers.get("Location")
-            raise NotJsonError(
-                status=status,
-                content_type=ctype,
-                reason=f"redirected to {location}" if response.is_redirect and location else "",
-                command=command,
-                endpoint=self.endpoint,
-            )
+            why = f"redirected to {location}" if response.is_redirect and location else ""
+            raise self._not_json(command, response, why)
         try:
             data = response.json()
         except ValueError as exc:
             if response.content.lstrip().startswith(_MARKUP):
                 # A page labelled JSON (some proxies and SSO gateways): no retry will help.
-                raise NotJsonError(
-                    status=status,
-                    content_type=ctype,
-                    reason="an HTML or XML page",
-                    command=command,
-                    endpoint=self.endpoint,
-                ) from None
+                raise self._not_json(command, response, "an HTML or XML page") from None
             raise MalformedAnswerError(
                 status=status,
                 content_type=ctype,
@@ -292,14 +281,23 @@ class CloudStackClient(Paging):
                 command=command,
                 endpoint=self.endpoint,
             ) from None
-        inner = self._unwrap(command, data, status, ctype)
+        inner = self._unwrap(command, data, response)
         if status != 200 or "errorcode" in inner:
             raise api_error(
                 status, inner, command=command, endpoint=self.endpoint, skew=self.clock_skew
             )
         return inner
 
-    def _unwrap(self, command: str, data: Any, status: int, ctype: str) -> dict[str, Any]:
+    def _not_json(self, command: str, response: httpx.Response, reason: str) -> NotJsonError:
+        return NotJsonError(
+            status=response.status_code,
+            content_type=response.headers.get("Content-Type", ""),
+            reason=reason,
+            command=command,
+            endpoint=self.endpoint,
+        )
+
+    def _unwrap(self, command: str, data: Any, response: httpx.Response) -> dict[str, Any]:
         """The inner object of ``{"<command>response": {...}}`` (or ``errorresponse``)."""
         inner: Any = None
         if isinstance(data, dict):
@@ -311,13 +309,7 @@ class CloudStackClient(Paging):
             elif len(data) == 1:
                 inner = next(iter(data.values()))
         if not isinstance(inner, dict):
-            raise NotJsonError(
-                status=status,
-                content_type=ctype,
-                reason="not a CloudStack response object",
-                command=command,
-                endpoint=self.endpoint,
-            )
+            raise self._not_json(command, response, "not a CloudStack response object")
         return inner
 
     def _backoff(self, attempt: int) -> float:

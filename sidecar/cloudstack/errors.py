@@ -204,15 +204,8 @@ class MalformedAnswerError(CloudStackError):
 
     def tried(self, tries: int) -> MalformedAnswerError:
         """The same error, saying how many tries it took."""
-        return MalformedAnswerError(
-            status=self.status,
-            content_type=self.content_type,
-            size=self.size,
-            reason=self.reason,
-            tries=tries,
-            command=self.command,
-            endpoint=self.endpoint,
-        )
+        names = ("status", "content_type", "size", "reason", "command", "endpoint")
+        return MalformedAnswerError(tries=tries, **{name: getattr(self, name) for name in names})
 
 
 class ApiError(CloudStackError):
