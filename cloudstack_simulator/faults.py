@@ -27,6 +27,9 @@ KINDS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "hang": ("transport", "*", {"seconds": 30.0, "after": False}),
     # A 200 JSON answer cut in the middle.
     "malformed_json": ("body", "*", {}),
+    # A 200 answer cut short at a random (seeded) byte, as a proxy or a dropped connection
+    # whose Content-Length matched the cut would deliver it.
+    "truncated": ("body", "*", {}),
     # An HTML page (a proxy or SSO login page) instead of JSON.
     "html": ("transport", "*", {"status": 200}),
     # 401 "unable to verify user credentials and/or request signature".
@@ -162,6 +165,11 @@ class FaultRegistry:
         """A seeded sample (for hooks choosing which ids to touch)."""
         with self._lock:
             return self._rng.sample(population, min(k, len(population)))
+
+    def cut_point(self, size: int) -> int:
+        """A seeded length in ``[1, size - 1]`` to cut a ``size``-byte body at (1 when tiny)."""
+        with self._lock:
+            return self._rng.randint(1, size - 1) if size > 2 else 1
 
     def jitter(self, spread: float) -> float:
         with self._lock:

@@ -57,9 +57,15 @@ def render_table(result: CheckResult, console: Console) -> None:
         affected = "no (the sidecar still merges leftovers of earlier releases)"
     table.add_row("affected by #10367", affected, _status(result.affected is not None))
     if result.clock_skew is None:
-        skew = "unknown (no Date header)"
+        skew = "unknown (no signed probe answered, no Date header)"
     else:
-        skew = f"{result.clock_skew:+.0f} s ({describe_skew(result.clock_skew)})"
+        how = (
+            f"{result.skew_probes} signed calls"
+            if result.skew_source == "signature"
+            else "the Date header"
+        )
+        text = describe_skew(result.clock_skew, at_least=result.skew_at_least)
+        skew = f"{result.clock_skew:+.0f} s ({text}; measured by {how})"
     table.add_row(
         "clock skew",
         skew,

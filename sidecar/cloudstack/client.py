@@ -23,7 +23,10 @@ import httpx
 
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.errors import (
+    AuthenticationError,
     CloudStackError,
+    CommandNotAllowedError,
+    MalformedAnswerError,
     NotJsonError,
     ServerError,
     ThrottledError,
@@ -35,12 +38,14 @@ from sidecar.cloudstack.paging import ListInfo, Paging
 from sidecar.cloudstack.ratelimit import RateLimiter, Start
 from sidecar.cloudstack.signing import (
     AUTH_PARAMS,
+    EXPIRES_AT,
     FORM_CONTENT_TYPE,
     CloudStackSigner,
     encode_params,
     flatten_params,
     java_urlencode,
 )
+from sidecar.cloudstack.skew import SkewBracket, bracket_skew
 from sidecar.cloudstack.stats import CallStats
 from sidecar.model.constants import HTTP_INTERNAL_ERROR, STATE_CHANGING_PREFIXES_READ
 from sidecar.model.resources import Alert, Host, VirtualMachine
@@ -55,7 +60,10 @@ _SIGNING_OVERHEAD = 160
 #: Upper bound of one backoff sleep.
 BACKOFF_CAP = 30.0
 _JSON_TYPES = ("application/json", "text/javascript")
-#: 431 text when ``pagesize`` exceeds the server's ``default.page.size``.
+#: First bytes of a page, not JSON, whatever its Content-Type says (HTML, XML).
+_MARKUP = b"<"
+#: The command the clock-skew probe signs: cheap, read-only, in every role the sidecar needs.
+SKEW_PROBE_COMMAND = "listCapabilities"
 #: Request extension that carries a call's :class:`_Attempt` to the request hook.
 _ATTEMPT = "sidecar.attempt"
 
@@ -98,7 +106,11 @@ class CloudStackClient(Paging):
         self.endpoint = config.endpoint
         self.timeout = self.limits.request_timeout or config.timeout
         self.stats = CallStats()
+        #: Server clock minus ours as the last ``Date`` header showed it (None: no header).
         self.clock_skew: float | None = None
+        #: What signed probes found out about the skew (``measure_skew``), once measured.
+        self.skew: SkewBracket | None = None
+        self._skew_lock = asyncio.Lock()
         self._transport = transport
         self._sleep = sleep
         self._on_call = on_call
@@ -210,11 +222,15 @@ class CloudStackClient(Paging):
             except Exception:  # metrics must never break an API call
                 log.exception("on_call callback failed for %s", command)
 
-    async def _call_once(self, command: str, flat: Mapping[str, str]) -> dict[str, Any]:
+    async def _call_once(
+        self, command: str, flat: Mapping[str, str], expires: datetime | None = None
+    ) -> dict[str, Any]:
         request = self._build_request(command, flat)
         http = self._ensure_http()
         attempt = _Attempt()
         request.extensions[_ATTEMPT] = attempt  # the signed copy shares it with the hook
+        if expires is not None:
+            request.extensions[EXPIRES_AT] = expires
         async with self._semaphore:
             try:
                 response = await http.send(request)  # the hook takes the rate-limit slot
@@ -249,31 +265,39 @@ class CloudStackClient(Paging):
         ctype = response.headers.get("Content-Type", "")
         if not ctype.lower().startswith(_JSON_TYPES):
             location = response.headers.get("Location")
-            raise NotJsonError(
-                status=status,
-                content_type=ctype,
-                reason=f"redirected to {location}" if response.is_redirect and location else "",
-                command=command,
-                endpoint=self.endpoint,
-            )
+            why = f"redirected to {location}" if response.is_redirect and location else ""
+            raise self._not_json(command, response, why)
         try:
             data = response.json()
         except ValueError as exc:
-            raise NotJsonError(
+            if response.content.lstrip().startswith(_MARKUP):
+                # A page labelled JSON (some proxies and SSO gateways): no retry will help.
+                raise self._not_json(command, response, "an HTML or XML page") from None
+            raise MalformedAnswerError(
                 status=status,
                 content_type=ctype,
-                reason=f"malformed JSON: {exc}",
+                size=len(response.content),
+                reason=str(exc),
                 command=command,
                 endpoint=self.endpoint,
             ) from None
-        inner = self._unwrap(command, data, status, ctype)
+        inner = self._unwrap(command, data, response)
         if status != 200 or "errorcode" in inner:
             raise api_error(
                 status, inner, command=command, endpoint=self.endpoint, skew=self.clock_skew
             )
         return inner
 
-    def _unwrap(self, command: str, data: Any, status: int, ctype: str) -> dict[str, Any]:
+    def _not_json(self, command: str, response: httpx.Response, reason: str) -> NotJsonError:
+        return NotJsonError(
+            status=response.status_code,
+            content_type=response.headers.get("Content-Type", ""),
+            reason=reason,
+            command=command,
+            endpoint=self.endpoint,
+        )
+
+    def _unwrap(self, command: str, data: Any, response: httpx.Response) -> dict[str, Any]:
         """The inner object of ``{"<command>response": {...}}`` (or ``errorresponse``)."""
         inner: Any = None
         if isinstance(data, dict):
@@ -285,13 +309,7 @@ class CloudStackClient(Paging):
             elif len(data) == 1:
                 inner = next(iter(data.values()))
         if not isinstance(inner, dict):
-            raise NotJsonError(
-                status=status,
-                content_type=ctype,
-                reason="not a CloudStack response object",
-                command=command,
-                endpoint=self.endpoint,
-            )
+            raise self._not_json(command, response, "not a CloudStack response object")
         return inner
 
     def _backoff(self, attempt: int) -> float:
@@ -302,14 +320,32 @@ class CloudStackClient(Paging):
     async def request(
         self, command: str, params: Mapping[str, Any] | None = None, *, idempotent: bool = False
     ) -> dict[str, Any]:
-        """Call ``command`` and return the inner ``<command>response`` object."""
+        """Call ``command`` and return the inner ``<command>response`` object.
+
+        A 401 is explained before it is raised: signed probes tell a key that does not work
+        from a clock that makes every signature expire (``measure_skew``, once per client).
+        """
         flat = flatten_params(params)
         may_retry = is_read_command(command) or idempotent
+        try:
+            return await self._request(command, flat, may_retry=may_retry)
+        except AuthenticationError as exc:
+            raise await self._explain(exc) from None
+
+    async def _request(
+        self,
+        command: str,
+        flat: Mapping[str, str],
+        *,
+        may_retry: bool,
+        expires: datetime | None = None,
+    ) -> dict[str, Any]:
+        """``_call_once`` with the retries: 429 always, the rest when ``may_retry``."""
         attempt = 0
         while True:
             delay = wait = 0.0
             try:
-                return await self._call_once(command, flat)
+                return await self._call_once(command, flat, expires)
             except ThrottledError as exc:
                 # The rate-limit checker rejects a call before it runs, so even a write may be
                 # resent. Everyone waits (via the limiter) until the named time has passed.
@@ -318,9 +354,12 @@ class CloudStackClient(Paging):
                 wait = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 self._limiter.pause_for(wait)  # the retry sleeps in the limiter, not here
                 reason: CloudStackError = exc
-            except (ServerError, TransportError, NotJsonError) as exc:
+            except (ServerError, TransportError, NotJsonError, MalformedAnswerError) as exc:
+                # A cut or garbled answer is the way's fault, like a reset; a page is not.
                 retryable = not isinstance(exc, NotJsonError) or exc.status >= 500
                 if not (may_retry and retryable) or attempt >= self.limits.max_retries:
+                    if isinstance(exc, MalformedAnswerError) and attempt:
+                        raise exc.tried(attempt + 1) from None
                     raise
                 delay = self._backoff(attempt)
                 reason = exc
@@ -338,6 +377,48 @@ class CloudStackClient(Paging):
             )
             if delay > 0:
                 await self._sleep(delay)
+
+    # -- clock skew -----------------------------------------------------------------------
+
+    async def measure_skew(self, *, ordinary_accepted: bool = True) -> SkewBracket | None:
+        """Bracket the server's clock with signed calls (``skew.py``); once per client.
+
+        ``ordinary_accepted``: whether a normally signed call was just accepted (``check``)
+        or refused (a 401). None when the probe could not run (no role for its command, or
+        the server did not answer).
+        """
+        async with self._skew_lock:  # concurrent 401s share one measurement
+            if self.skew is None:
+                try:
+                    self.skew = await bracket_skew(
+                        self._probe,
+                        now=self._wall_clock,
+                        lifetime=self._signer.expires_in,
+                        ordinary_accepted=ordinary_accepted,
+                        guess=self.clock_skew,
+                    )
+                except CloudStackError as exc:
+                    log.info("could not measure the clock skew: %s", exc)
+                    return None
+                bracket = self.skew
+                log.info("skew probe: server minus ours in (%s, %s] s after %d signed calls",
+                         bracket.low, bracket.high, bracket.calls)  # fmt: skip
+            return self.skew
+
+    async def _probe(self, expires: datetime) -> bool:
+        """One signed call with this ``expires``: accepted (True) or refused with a 401."""
+        try:
+            await self._request(SKEW_PROBE_COMMAND, {}, may_retry=True, expires=expires)
+        except CommandNotAllowedError:
+            raise  # the role lacks the probe's command: the probe cannot tell anything
+        except AuthenticationError:
+            return False
+        return True
+
+    async def _explain(self, exc: AuthenticationError) -> AuthenticationError:
+        """The 401 with what signed probes found: the key, or the clock."""
+        bracket = await self.measure_skew(ordinary_accepted=False)
+        return exc.explained(bracket, self._signer.expires_in) if bracket is not None else exc
 
     # -- typed helpers --------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from sidecar.cloudstack.skew import MAX_EXPIRES_AHEAD, PRECISION, SkewBracket
 from sidecar.model.constants import (
     HTTP_ACCOUNT_ERROR,
     HTTP_API_DISABLED,
@@ -46,14 +47,64 @@ def _one_line(text: str) -> str:
     return " ".join(redact(text).split())
 
 
-def describe_skew(skew: float | None) -> str:
-    """``server clock is 734 s ahead of ours`` (or behind), or empty when unknown."""
+def describe_skew(skew: float | None, *, at_least: bool = False) -> str:
+    """``server clock is 734 s ahead of this host`` (or behind), or empty when unknown.
+
+    ``at_least``: only a bound is known (``more than 734 s``).
+    """
     if skew is None:
         return ""
     seconds = round(abs(skew))
-    if seconds == 0:
-        return "server clock agrees with ours"
-    return f"server clock is {seconds} s {'ahead of' if skew > 0 else 'behind'} ours"
+    if seconds == 0 and not at_least:
+        return "server clock agrees with this host"
+    more = "more than " if at_least else ""
+    return f"server clock is {more}{seconds} s {'ahead of' if skew > 0 else 'behind'} this host"
+
+
+def _auth_hint(skew: float | None, bracket: SkewBracket | None, lifetime: float | None) -> str:
+    """What a 401 means, from the Date header's skew and what signed probes found out."""
+    by_date = describe_skew(skew)
+    if bracket is None:  # not probed
+        return (
+            "CloudStack rejected the credentials or the request signature: wrong API key or "
+            "secret, a disabled or locked user/account, or clock skew beyond the request's "
+            "expires window" + (f" ({by_date})" if by_date else "")
+        )
+    measured = bracket.seconds
+    if not bracket.key_works:
+        low, high = bracket.searched
+        date = f"; its Date header says the {by_date}" if by_date else ""
+        return (
+            "CloudStack rejected the credentials or the request signature: wrong API key or "
+            "secret, a disabled or locked user/account, or clock skew beyond what was probed "
+            f"(requests signed for a server clock from {round(-low)} s behind to "
+            f"{round(high)} s ahead of this host were refused too{date})"
+        )
+    if measured is None:
+        return (
+            "your key works (a signed call was accepted), but others were refused without a "
+            "clock to explain it: the key or account changing meanwhile, or a proxy in between"
+        )
+    text = describe_skew(measured, at_least=not bracket.exact)
+    if not bracket.lifetime_refused or lifetime is None:
+        # A call signed as the refused one was, sent again at once, went through.
+        return (
+            f"your key works and the {text}: a signed call right after was accepted, so the "
+            "refusal had another cause (the key or account changing meanwhile?); run again"
+        )
+    if measured > lifetime - PRECISION:
+        return f"your key works; the {text}: fix NTP (a signed request is valid {lifetime:g} s)"
+    # Refused as signed while earlier expires were accepted: only 4.21's limit does that.
+    fix = (
+        "fix NTP"
+        if lifetime <= MAX_EXPIRES_AHEAD
+        else f"lower expiration in cloudstack.ini to {MAX_EXPIRES_AHEAD:g} s or less"
+    )
+    return (
+        f"your key works; the {text}, so a request signed to expire {lifetime:g} s after this "
+        f"host's clock lands more than {MAX_EXPIRES_AHEAD / 60:g} minutes after the server's, "
+        f"which CloudStack 4.21+ refuses (enforce.post.requests.and.timestamps): {fix}"
+    )
 
 
 class CloudStackError(Exception):
@@ -120,6 +171,43 @@ class NotJsonError(CloudStackError):
         )
 
 
+class MalformedAnswerError(CloudStackError):
+    """A JSON answer cut short or garbled on its way (a dropped connection, a proxy): transient.
+
+    Unlike :class:`NotJsonError` it does not mean a wrong endpoint: reads are retried on it.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        content_type: str,
+        size: int,
+        reason: str,
+        tries: int = 1,
+        command: str = "",
+        endpoint: str = "",
+    ) -> None:
+        self.status = status
+        self.content_type = content_type or "no content type"
+        self.size = size
+        self.reason = _one_line(reason)
+        self.tries = tries
+        after = f" after {tries} tries" if tries > 1 else ""
+        super().__init__(
+            f"the answer was cut short or is not valid JSON{after} (HTTP {status} "
+            f"{self.content_type}, {size} bytes: {self.reason}): it broke on its way (a "
+            "connection cut, a proxy, a server that stopped writing); run again",
+            command=command,
+            endpoint=endpoint,
+        )
+
+    def tried(self, tries: int) -> MalformedAnswerError:
+        """The same error, saying how many tries it took."""
+        names = ("status", "content_type", "size", "reason", "command", "endpoint")
+        return MalformedAnswerError(tries=tries, **{name: getattr(self, name) for name in names})
+
+
 class ApiError(CloudStackError):
     """CloudStack answered with an error object (``errorcode`` = HTTP status)."""
 
@@ -146,7 +234,11 @@ class ApiError(CloudStackError):
 
 
 class AuthenticationError(ApiError):
-    """401: bad key or secret, disabled user, or a request expired by clock skew."""
+    """401: bad key or secret, disabled user, or a request expired by clock skew.
+
+    ``skew``: what a ``Date`` header showed; ``bracket``: what signed probes found out
+    (``sidecar.cloudstack.skew``), with ``lifetime`` the seconds a signed request is valid.
+    """
 
     def __init__(
         self,
@@ -157,15 +249,34 @@ class AuthenticationError(ApiError):
         *,
         endpoint: str = "",
         skew: float | None = None,
+        bracket: SkewBracket | None = None,
+        lifetime: float | None = None,
     ) -> None:
         self.skew = skew
-        skew_text = describe_skew(skew)
-        self.hint = (
-            "CloudStack rejected the credentials or the request signature: wrong API key or "
-            "secret, a disabled or locked user/account, or clock skew beyond the request's "
-            "expires window" + (f" ({skew_text})" if skew_text else "")
-        )
+        self.bracket = bracket
+        self.lifetime = lifetime
+        self.hint = _auth_hint(skew, bracket, lifetime)
         super().__init__(errorcode, cserrorcode, errortext, command, endpoint=endpoint)
+
+    @property
+    def measured_skew(self) -> float | None:
+        """The probes' estimate of the skew, else the Date header's, else None."""
+        if self.bracket is not None and self.bracket.seconds is not None:
+            return self.bracket.seconds
+        return self.skew
+
+    def explained(self, bracket: SkewBracket | None, lifetime: float) -> AuthenticationError:
+        """The same 401, its message saying what the probes found."""
+        return AuthenticationError(
+            self.errorcode,
+            self.cserrorcode,
+            self.errortext,
+            self.command,
+            endpoint=self.endpoint,
+            skew=self.skew,
+            bracket=bracket,
+            lifetime=lifetime,
+        )
 
 
 class CommandNotAllowedError(ApiError):
@@ -264,6 +375,7 @@ __all__ = [
     "AuthenticationError",
     "CloudStackError",
     "CommandNotAllowedError",
+    "MalformedAnswerError",
     "NotJsonError",
     "ParameterError",
     "ServerError",

@@ -28,6 +28,10 @@ DEFAULT_EXPIRES_IN = 600.0
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
+#: Request extension naming the ``expires`` moment to sign instead of now + ``expires_in``
+#: (the clock-skew probe chooses it).
+EXPIRES_AT = "sidecar.expires"
+
 
 def java_urlencode(value: str) -> str:
     """Encode like ``URLEncoder.encode(v, "UTF-8").replaceAll("\\\\+", "%20")``.
@@ -111,9 +115,15 @@ class CloudStackSigner(httpx.Auth):
     def __repr__(self) -> str:
         return f"CloudStackSigner(expires_in={self.expires_in})"
 
-    def sign_params(self, params: Mapping[str, str]) -> dict[str, str]:
-        """Add the authentication parameters and the signature to ``params``."""
-        expires = self._now() + timedelta(seconds=self.expires_in)
+    def sign_params(
+        self, params: Mapping[str, str], *, expires: datetime | None = None
+    ) -> dict[str, str]:
+        """Add the authentication parameters and the signature to ``params``.
+
+        ``expires`` defaults to ``expires_in`` seconds after the signer's clock.
+        """
+        if expires is None:
+            expires = self._now() + timedelta(seconds=self.expires_in)
         return signed_params(params, key=self._key, secret=self._secret, expires=expires)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -121,17 +131,19 @@ class CloudStackSigner(httpx.Auth):
         yield self.sign_request(request)
 
     def sign_request(self, request: httpx.Request) -> httpx.Request:
-        """Return a signed copy of ``request``."""
+        """A signed copy of ``request`` (``expires`` from its EXPIRES_AT extension, if set)."""
         headers = httpx.Headers(request.headers)
+        expires = request.extensions.get(EXPIRES_AT)
         if request.method == "GET":
             params = first_values(request.url.params.multi_items())
-            wire = encode_params(self.sign_params(params).items())
+            wire = encode_params(self.sign_params(params, expires=expires).items())
             url = request.url.copy_with(query=wire.encode("ascii"))
             return httpx.Request("GET", url, headers=headers, extensions=request.extensions)
         body = request.content.decode("utf-8") if request.content else ""
         params = first_values(parse_qsl(body, keep_blank_values=True))
         params.update(first_values(request.url.params.multi_items()))
-        body_bytes = encode_params(self.sign_params(params).items()).encode("ascii")
+        signed = self.sign_params(params, expires=expires)
+        body_bytes = encode_params(signed.items()).encode("ascii")
         headers.pop("Content-Length", None)
         headers["Content-Type"] = FORM_CONTENT_TYPE
         return httpx.Request(
@@ -180,6 +192,7 @@ def flatten_params(params: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 __all__ = [
+    "EXPIRES_AT",
     "CloudStackSigner",
     "encode_params",
     "flatten_params",

@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sidecar.cloudstack.client import CloudStackClient
-from sidecar.cloudstack.errors import CloudStackError, ParameterError, ServerError
+from sidecar.cloudstack.errors import (
+    CloudStackError,
+    MalformedAnswerError,
+    ParameterError,
+    ServerError,
+)
 from sidecar.ledger import Ledger, StaleLeaseError
 from sidecar.model.constants import HTTP_INTERNAL_ERROR
 from sidecar.model.plan import Plan
@@ -46,8 +51,8 @@ class ApplyOutcome:
     archived: list[str] = field(default_factory=list)
     already_gone: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    #: Sent, but the answer never came (transport error, 5xx other than 530): left ``sent``
-    #: for ``Applier.resolve`` to settle from the next listing.
+    #: Sent, but no answer could be read (transport error, 5xx other than 530, an answer cut
+    #: short): left ``sent`` for ``Applier.resolve`` to settle from the next listing.
     unsettled: list[str] = field(default_factory=list)
     capped: int = 0
     api_calls: int = 0
@@ -260,15 +265,17 @@ class Applier:
                     outcome.lost_lease = True
                     break
                 except CloudStackError as exc:
-                    # No answer we can interpret (reset, timeout, 503, ...): the POST may or
-                    # may not have landed. The rows stay ``sent``; the next listing settles
-                    # them. Further batches would most likely fail the same way: stop.
+                    # No answer we can interpret (reset, timeout, 503, a cut answer, ...): the
+                    # POST may or may not have landed. The rows stay ``sent``; the next
+                    # listing settles them.
                     settled = {*outcome.archived, *outcome.already_gone, *outcome.failed}
                     outcome.unsettled.extend(i for i in todo if i not in settled)
                     log.warning("archiveAlerts failed, %d alerts left to settle: %s",
                                 len(outcome.unsettled), exc)
                     outcome.error = str(exc)
-                    break
+                    if not isinstance(exc, MalformedAnswerError):
+                        break  # further batches would most likely fail the same way: stop
+                    # The server answered, only the answer broke on its way: go on.
                 if self.on_progress is not None:
                     self.on_progress(len(batch))
         finally:

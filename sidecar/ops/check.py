@@ -2,8 +2,9 @@
 
 Reaches the endpoint, proves the credentials with a signed call (listCapabilities), reports
 the version, whether it carries the duplicate-HA defect (apache/cloudstack#10367), the clock
-skew, and whether the account may call every API the sidecar uses (listApis lists only the
-allowed ones).
+skew (measured with signed calls of chosen ``expires``, as upstream sends no ``Date`` header),
+and whether the account may call every API the sidecar uses (listApis lists only the allowed
+ones).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sidecar.cloudstack.errors import (
     TransportError,
 )
 from sidecar.cloudstack.limits import ClientLimits
+from sidecar.cloudstack.skew import SkewBracket
 from sidecar.model.constants import AFFECTED_RELEASES, OPTIONAL_APIS, SIDECAR_APIS
 from sidecar.ops.context import require_supported
 from sidecar.support.errors import EXIT_CLOUDSTACK, UserError
@@ -45,6 +47,12 @@ class CheckResult:
     version: str | None = None
     affected: bool | None = None
     clock_skew: float | None = None
+    """Server clock minus ours, seconds (None: unknown)."""
+    skew_source: str | None = None
+    """``signature`` (signed probes) or ``date`` (a Date header, when no probe could tell)."""
+    skew_bounds: tuple[float | None, float | None] | None = None
+    """What the probes proved: low < skew <= high (low None: at least ``high`` behind)."""
+    skew_probes: int = 0
     skew_limit: float = 300.0
     allowed_apis: list[str] = field(default_factory=list)
     missing_apis: list[str] = field(default_factory=list)
@@ -57,6 +65,11 @@ class CheckResult:
     def skew_ok(self) -> bool:
         """Unknown or within half the signed-request lifetime."""
         return self.clock_skew is None or abs(self.clock_skew) <= self.skew_limit
+
+    @property
+    def skew_at_least(self) -> bool:
+        """Only a bound of the skew is known: it is larger than ``clock_skew`` says."""
+        return self.skew_bounds is not None and self.skew_bounds[0] is None
 
     @property
     def ok(self) -> bool:
@@ -74,9 +87,23 @@ class CheckResult:
         data = asdict(self)
         data.pop("exit_code")
         data["clock_skew"] = None if self.clock_skew is None else round(self.clock_skew, 1)
+        if self.skew_bounds is not None:
+            data["skew_bounds"] = [None if b is None else round(b, 1) for b in self.skew_bounds]
         data["skew_ok"] = self.skew_ok
         data["ok"] = self.ok
         return data
+
+
+def note_skew(result: CheckResult, bracket: SkewBracket | None, date_skew: float | None) -> None:
+    """Record the probes' skew, else the Date header's."""
+    if bracket is not None:
+        result.skew_probes = bracket.calls
+        if bracket.seconds is not None:
+            result.clock_skew, result.skew_source = bracket.seconds, "signature"
+            result.skew_bounds = (bracket.low, bracket.high)
+            return
+    if date_skew is not None:
+        result.clock_skew, result.skew_source = date_skew, "date"
 
 
 def is_affected(version: str | None) -> bool | None:
@@ -113,8 +140,10 @@ async def run_check(
             result.error, result.exit_code = str(exc), EXIT_CLOUDSTACK
             return result
         except AuthenticationError as exc:
+            # The client has already probed: a key that works means the clock is to blame.
             result.reachable = True
-            result.clock_skew = cs.clock_skew
+            result.credentials_ok = exc.bracket is not None and exc.bracket.key_works
+            note_skew(result, exc.bracket, exc.skew)
             result.error, result.exit_code = str(exc), EXIT_CLOUDSTACK
             return result
         except CommandNotAllowedError:
@@ -124,7 +153,7 @@ async def run_check(
             result.reachable = True
             result.error, result.exit_code = str(exc), EXIT_CLOUDSTACK
             return result
-        result.clock_skew = cs.clock_skew
+        note_skew(result, await cs.measure_skew(ordinary_accepted=True), cs.clock_skew)
         if result.version is not None:
             try:
                 require_supported(result.version)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from email.utils import formatdate
 from pathlib import Path
 
@@ -47,18 +49,30 @@ def all_apis() -> dict:
 
 
 class Server:
-    """Verifies signatures with the configured secret, answers with a skewed Date header."""
+    """Verifies signatures, and ``expires`` against its own clock (WALL + skew): refused once
+    past, or (``enforce``, 4.21+) more than 15 minutes ahead. Upstream's Jetty sends no Date
+    header; this one does only when told (``date``, a proxy in front)."""
 
-    def __init__(self, *, skew: float = 0.0, version: str = "4.19.2.0", apis: dict | None = None):
+    def __init__(self, *, skew: float = 0.0, version: str = "4.19.2.0", apis: dict | None = None,
+                 date: bool = False, enforce: bool = False):
         self.skew = skew
         self.version = version
         self.apis = apis or all_apis()
+        self.date = date
+        self.enforce = enforce
+        self.calls: list[str] = []
+
+    def accepts(self, params: dict[str, str]) -> bool:
+        now = WALL + self.skew
+        expires = datetime.strptime(params["expires"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        return expires >= now and not (self.enforce and expires > now + 900)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         params = dict(request.url.params)
         signature = params.pop("signature")
-        date = {"Date": formatdate(WALL + self.skew, usegmt=True)}
-        if sign(params, SECRET) != signature:
+        self.calls.append(params["command"])
+        headers = {"Date": formatdate(WALL + self.skew, usegmt=True)} if self.date else {}
+        if sign(params, SECRET) != signature or not self.accepts(params):
             return httpx.Response(
                 401,
                 json={
@@ -68,11 +82,11 @@ class Server:
                         "errortext": "unable to verify user credentials and/or request signature",
                     }
                 },
-                headers=date,
+                headers=headers,
             )
         if params["command"] == "listCapabilities":
-            return httpx.Response(200, json=capabilities(self.version), headers=date)
-        return httpx.Response(200, json=self.apis, headers=date)
+            return httpx.Response(200, json=capabilities(self.version), headers=headers)
+        return httpx.Response(200, json=self.apis, headers=headers)
 
 
 @pytest.fixture
@@ -91,13 +105,34 @@ def invoke(server: Server, *args: str):
     return result
 
 
-def test_all_well_exits_0_and_prints_version_and_skew(env):
-    result = invoke(Server(skew=3))
+def shown_skew(stdout: str) -> int:
+    """The signed seconds of the table's clock-skew row."""
+    match = re.search(r"clock skew\s*│\s*([+-]\d+) s", stdout)
+    assert match, stdout
+    return int(match.group(1))
+
+
+def test_all_well_exits_0_and_prints_version_and_a_skew_measured_without_a_date_header(env):
+    server = Server(skew=3)
+    result = invoke(server)
     assert result.exit_code == 0, result.output
     assert "4.19.2.0" in result.stdout
-    assert "+3 s" in result.stdout and "server clock is 3 s ahead of ours" in result.stdout
+    assert abs(shown_skew(result.stdout) - 3) <= 1
+    assert "ahead of this host" in result.stdout and "signed calls" in result.stdout
     assert "all 6 allowed" in result.stdout
     assert "all checks passed" in result.stdout
+    # The version, the probes (a few, all listCapabilities), listApis.
+    probes = server.calls[1:-1]
+    assert set(probes) == {"listCapabilities"} and len(probes) <= 5  # +0.5, +8.5, bisect
+
+
+def test_a_right_date_header_lets_two_probes_confirm_the_skew(env):
+    server = Server(skew=-40, date=True)
+    result = invoke(server, "--format", "json")
+    data = json.loads(result.stdout)
+    assert abs(data["clock_skew"] + 40) <= 1 and data["skew_source"] == "signature"
+    low, high = data["skew_bounds"]
+    assert data["skew_probes"] == 2 and low < -40 <= high and high - low <= 2
 
 
 def test_json_output_has_every_finding(env):
@@ -107,24 +142,38 @@ def test_json_output_has_every_finding(env):
     assert data["ok"] is True
     assert data["version"] == "4.20.1.0"
     assert data["affected"] is False
-    assert data["clock_skew"] == -12.0
+    assert abs(data["clock_skew"] + 12) <= 1 and data["skew_source"] == "signature"
     assert data["missing_apis"] == []
     assert data["credentials_ok"] and data["reachable"]
     assert KEY not in result.stdout and SECRET not in result.stdout
 
 
-def test_a_wrong_secret_exits_non_zero_with_one_line_about_credentials_and_skew(env, monkeypatch):
+def test_a_wrong_secret_exits_non_zero_with_one_line_naming_what_the_probe_ruled_out(
+    env, monkeypatch
+):
     monkeypatch.setenv("CLOUDSTACK_SECRET", "not-the-secret-0001")
-    result = invoke(Server(skew=734))
+    server = Server(skew=734, date=True)
+    result = invoke(server)
     assert result.exit_code == 5
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     line = lines[0]
     assert line.startswith("error: listCapabilities at 127.0.0.1:8080")
-    assert "credentials" in line and "clock skew" in line
-    assert "server clock is 734 s ahead of ours" in line
+    assert "wrong API key or secret" in line and "clock skew beyond what was probed" in line
+    assert "its Date header says the server clock is 734 s ahead of this host" in line
     assert "not-the-secret-0001" not in result.output and KEY not in result.output
     assert result.stdout == ""
+    assert len(server.calls) == 1 + 4  # the call; the probe asks again, then tries 3 windows
+
+
+def test_a_server_clock_far_ahead_is_named_as_the_cause_of_the_401(env):
+    result = invoke(Server(skew=905))
+    assert result.exit_code == 5
+    (line,) = result.stderr.strip().splitlines()
+    match = re.search(r"your key works; the server clock is (\d+) s ahead of this host: fix NTP",
+                      line)
+    assert match, line
+    assert abs(int(match.group(1)) - 905) <= 1
 
 
 def test_a_wrong_secret_in_json_mode_reports_the_error(env, monkeypatch):
@@ -151,6 +200,7 @@ def test_a_large_clock_skew_fails_the_check(env):
     result = invoke(Server(skew=-400), "--format", "json")
     data = json.loads(result.stdout)
     assert result.exit_code == 1
+    assert abs(data["clock_skew"] + 400) <= 1
     assert data["skew_ok"] is False and data["ok"] is False
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from datetime import datetime
 from email.utils import formatdate
 from urllib.parse import parse_qsl
 
@@ -18,6 +19,7 @@ from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.cloudstack.errors import (
     AuthenticationError,
     CommandNotAllowedError,
+    MalformedAnswerError,
     NotJsonError,
     ParameterError,
     ServerError,
@@ -323,7 +325,13 @@ def test_a_write_marked_idempotent_is_retried(fake, mock):
     ],
 )
 def test_client_errors_are_never_retried_even_for_reads(fake, mock, code, text, exc):
-    route = mock.get(ENDPOINT).mock(return_value=error("listAlerts", code, text))
+    route = mock.get(ENDPOINT, params={"command": "listAlerts"}).mock(
+        return_value=error("listAlerts", code, text)
+    )
+    # A 401 is explained by signed listCapabilities probes (test_skew.py), not retried.
+    mock.get(ENDPOINT, params={"command": "listCapabilities"}).mock(
+        return_value=error("listCapabilities", code, text)
+    )
 
     async def go():
         async with make_client(fake) as cs:
@@ -551,19 +559,18 @@ def test_clock_skew_comes_from_the_date_header(fake, mock):
     assert run(go()) == 734.0
 
 
-def test_a_401_names_credentials_and_the_measured_clock_skew(fake, mock):
-    mock.get(ENDPOINT).mock(
-        return_value=httpx.Response(
-            401,
-            json={
-                "listcapabilitiesresponse": {
-                    "errorcode": 401,
-                    "errortext": "unable to verify user credentials and/or request signature",
-                }
-            },
-            headers={"Date": formatdate(WALL + 734, usegmt=True)},
-        )
+def test_a_401_that_no_probe_gets_past_names_the_key_and_the_date_headers_skew(fake, mock):
+    refused = httpx.Response(
+        401,
+        json={
+            "listcapabilitiesresponse": {
+                "errorcode": 401,
+                "errortext": "unable to verify user credentials and/or request signature",
+            }
+        },
+        headers={"Date": formatdate(WALL + 734, usegmt=True)},
     )
+    route = mock.get(ENDPOINT, params={"command": "listCapabilities"}).mock(return_value=refused)
 
     async def go():
         async with make_client(fake) as cs:
@@ -572,10 +579,46 @@ def test_a_401_names_credentials_and_the_measured_clock_skew(fake, mock):
     with pytest.raises(AuthenticationError) as info:
         run(go())
     message = str(info.value)
-    assert "server clock is 734 s ahead of ours" in message
-    assert "secret" in message and "clock skew" in message
+    assert "wrong API key or secret" in message and "clock skew beyond what was probed" in message
+    assert "its Date header says the server clock is 734 s ahead of this host" in message
     assert info.value.skew == 734.0
+    assert info.value.bracket is not None and not info.value.bracket.key_works
+    assert route.call_count == 1 + 4  # the call; the probe asks again, then 3 windows
     assert "\n" not in message
+
+
+def test_concurrent_401s_share_one_rate_limited_skew_probe_that_names_the_clock(fake, mock):
+    unauthorized = {"errorcode": 401, "errortext": "unable to verify user credentials"}
+
+    def verify(request: httpx.Request) -> httpx.Response:
+        # A server 905 s ahead of WALL: a signature is refused once its expires is past.
+        params = sent_params(request)
+        expires = datetime.strptime(params["expires"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        command = params["command"]
+        if expires < WALL + 905:
+            return reply(command, unauthorized, 401)
+        return reply(command, {"capability": {"cloudstackversion": "4.19.2.0"}})
+
+    mock.get(ENDPOINT, params={"command": "listAlerts"}).mock(side_effect=verify)
+    probes = mock.get(ENDPOINT, params={"command": "listCapabilities"}).mock(side_effect=verify)
+
+    async def go():
+        async with make_client(fake, requests_per_second=5) as cs:
+            results = await asyncio.gather(
+                *(cs.request("listAlerts", {"name": n}) for n in ("a", "b", "c")),
+                return_exceptions=True,
+            )
+            return results, cs.skew, cs.stats
+
+    results, bracket, stats = run(go())
+    assert all(isinstance(r, AuthenticationError) for r in results)
+    assert all("your key works; the server clock is 905 s ahead of this host" in str(r)
+               or "your key works; the server clock is 904 s ahead of this host" in str(r)
+               for r in results)
+    assert bracket is not None and probes.call_count == bracket.calls <= 14  # one measurement
+    probe_calls = stats.calls[("listCapabilities", 401)] + stats.calls[("listCapabilities", 200)]
+    assert probe_calls == bracket.calls
+    assert stats.rate_limited_seconds > 0  # every probe waited its turn like any call
 
 
 @pytest.mark.parametrize(
@@ -583,11 +626,11 @@ def test_a_401_names_credentials_and_the_measured_clock_skew(fake, mock):
     [
         ("<html><body>Login</body></html>", "text/html;charset=UTF-8", 200),
         ("<?xml version='1.0'?><listzonesresponse/>", "text/xml", 200),
-        ('{"listzonesresponse": {', "application/json", 200),
+        ("\n<!DOCTYPE html><html>Sign in</html>", "application/json", 200),
         ("[1, 2]", "application/json", 200),
         ("", "", 302),
     ],
-    ids=["html-login", "xml", "broken-json", "not-an-object", "redirect"],
+    ids=["html-login", "xml", "html-labelled-json", "not-an-object", "redirect"],
 )
 def test_anything_but_cloudstack_json_is_a_not_json_error(fake, mock, body, ctype, status):
     headers = {"Content-Type": ctype} if ctype else {}
@@ -609,6 +652,74 @@ def test_anything_but_cloudstack_json_is_a_not_json_error(fake, mock, body, ctyp
     assert info.value.status == status
     if status == 302:
         assert "redirected to http://127.0.0.1:8080/client/" in message
+
+
+def labelled_json(content: bytes) -> httpx.Response:
+    """A 200 answer whose Content-Type says JSON, whatever ``content`` is."""
+    return httpx.Response(200, content=content, headers={"Content-Type": "application/json"})
+
+
+def test_a_truncated_json_answer_to_a_read_is_retried_like_a_reset(fake, mock):
+    whole = json.dumps({"listzonesresponse": {"count": 0}}).encode()
+    cut = labelled_json(whole[:17])
+    route = mock.get(ENDPOINT, params={"command": "listZones"}).mock(
+        side_effect=[cut, cut, reply("listZones", {"count": 0})]
+    )
+
+    async def go():
+        async with make_client(fake) as cs:
+            return await cs.request("listZones"), cs.stats.retries
+
+    assert run(go()) == ({"count": 0}, 2)
+    assert route.call_count == 3
+    assert len(fake.sleeps) == 2 and fake.sleeps[1] > fake.sleeps[0]  # backoff, doubled
+
+
+def test_a_read_whose_answers_stay_cut_short_fails_without_blaming_the_endpoint(fake, mock):
+    cut = labelled_json(b'{"listalertsresponse":{"count":3,"al')
+    route = mock.get(ENDPOINT, params={"command": "listAlerts"}).mock(return_value=cut)
+
+    async def go():
+        async with make_client(fake, max_retries=2) as cs:
+            await cs.request("listAlerts")
+
+    with pytest.raises(MalformedAnswerError) as info:
+        run(go())
+    message = str(info.value)
+    assert route.call_count == 3
+    assert "cut short or is not valid JSON after 3 tries" in message
+    assert "HTTP 200 application/json, 36 bytes" in message
+    assert "endpoint is the API URL" not in message and "UI or proxy page" not in message
+    assert not isinstance(info.value, NotJsonError)
+
+
+def test_a_truncated_answer_to_archive_alerts_is_not_resent(fake, mock):
+    cut = labelled_json(b'{"archivealer')
+    route = mock.post(ENDPOINT).mock(side_effect=[cut, reply("archiveAlerts", {"success": True})])
+
+    async def go():
+        async with make_client(fake) as cs:
+            await cs.archive_alerts(["a1"])
+
+    # The archive may have run: the caller settles it by listing (ops/applier.py).
+    with pytest.raises(MalformedAnswerError) as info:
+        run(go())
+    assert route.call_count == 1 and fake.sleeps == []
+    assert "tries" not in str(info.value)
+
+
+def test_a_page_labelled_json_is_not_retried(fake, mock):
+    page = labelled_json(b"<html><body>Sign in</body></html>")
+    route = mock.get(ENDPOINT, params={"command": "listHosts"}).mock(return_value=page)
+
+    async def go():
+        async with make_client(fake) as cs:
+            await cs.request("listHosts")
+
+    with pytest.raises(NotJsonError) as info:
+        run(go())
+    assert route.call_count == 1 and fake.sleeps == []
+    assert "an HTML or XML page" in str(info.value) and "not a UI or proxy page" in str(info.value)
 
 
 def test_an_error_object_under_errorresponse_is_raised(fake, mock):

@@ -24,6 +24,7 @@ from sidecar.cloudstack.errors import (
     endpoint_host,
     parse_retry_after,
 )
+from sidecar.cloudstack.skew import SkewBracket
 from sidecar.support.redact import register_secret
 
 ENDPOINT = "https://mgmt.example.test:8443/client/api"
@@ -94,22 +95,73 @@ def test_throttling_parses_the_retry_time():
     assert parse_retry_after("slow down") is None
 
 
-def test_authentication_error_explains_causes_and_the_measured_skew():
+def test_authentication_error_explains_causes_and_the_date_headers_skew():
     exc = api_error(401, inner("error-401.json"), command="listCapabilities", skew=734.2)
     text = str(exc)
     assert isinstance(exc, AuthenticationError)
     assert "credentials" in text and "secret" in text and "clock skew" in text
-    assert "(server clock is 734 s ahead of ours)" in text
+    assert "(server clock is 734 s ahead of this host)" in text
     behind = api_error(401, inner("error-401.json"), command="listCapabilities", skew=-90)
-    assert "server clock is 90 s behind ours" in str(behind)
+    assert "server clock is 90 s behind this host" in str(behind)
     unknown = api_error(401, inner("error-401.json"), command="listCapabilities")
     assert "clock skew" in str(unknown) and "server clock" not in str(unknown)
 
 
+def explained(bracket: SkewBracket, skew: float | None = None) -> str:
+    exc = api_error(401, inner("error-401.json"), command="listAlerts", skew=skew)
+    assert isinstance(exc, AuthenticationError)
+    return str(exc.explained(bracket, 600.0))
+
+
+SEARCHED = (-2080.0, 2380.0)
+
+
+def test_a_401_with_a_working_key_and_a_clock_past_the_lifetime_blames_the_clock():
+    text = explained(SkewBracket(904.0, 906.0, 10, SEARCHED, lifetime_refused=True))
+    assert "your key works; the server clock is 905 s ahead of this host: fix NTP" in text
+    assert "wrong API key" not in text
+
+
+def test_a_401_from_a_clock_behind_by_more_than_4_21s_limit_says_so():
+    text = explained(SkewBracket(-1001.0, -999.0, 11, SEARCHED, lifetime_refused=True))
+    assert "your key works; the server clock is 1000 s behind this host" in text
+    assert "lands more than 15 minutes after the server's" in text
+    assert "enforce.post.requests.and.timestamps): fix NTP" in text
+
+
+def test_a_request_lifetime_over_4_21s_limit_is_named_as_the_fix():
+    exc = api_error(401, inner("error-401.json"), command="listAlerts")
+    assert isinstance(exc, AuthenticationError)
+    bracket = SkewBracket(-1.0, 1.0, 12, SEARCHED, lifetime_refused=True)
+    text = str(exc.explained(bracket, 1200.0))
+    assert "your key works; the server clock agrees with this host" in text
+    assert "lower expiration in cloudstack.ini to 900 s or less" in text
+
+
+def test_a_401_that_went_through_when_asked_again_blames_neither_key_nor_clock():
+    # Far behind, yet the call signed as the refused one went through at once: not the clock.
+    far = explained(SkewBracket(None, -1189.0, 13, SEARCHED, lifetime_refused=False))
+    assert "your key works and the server clock is more than 1189 s behind this host" in far
+    assert "another cause" in far and "fix NTP" not in far
+    text = explained(SkewBracket(-1.0, 1.0, 3, SEARCHED, lifetime_refused=False))
+    assert "your key works and the server clock agrees with this host" in text
+    assert "another cause" in text and "fix NTP" not in text
+
+
+def test_a_401_no_probe_got_through_blames_the_key_or_a_clock_beyond_the_searched_range():
+    text = explained(SkewBracket(2380.0, None, 5, SEARCHED), skew=7200.0)
+    assert "CloudStack rejected the credentials" in text and "wrong API key or secret" in text
+    assert "clock skew beyond what was probed" in text
+    assert "from 2080 s behind to 2380 s ahead of this host were refused too" in text
+    assert "its Date header says the server clock is 7200 s ahead of this host" in text
+
+
 def test_describe_skew_rounds_to_seconds():
     assert describe_skew(None) == ""
-    assert describe_skew(0.3) == "server clock agrees with ours"
-    assert describe_skew(12.6) == "server clock is 13 s ahead of ours"
+    assert describe_skew(0.3) == "server clock agrees with this host"
+    assert describe_skew(12.6) == "server clock is 13 s ahead of this host"
+    at_least = describe_skew(-2080, at_least=True)
+    assert at_least == "server clock is more than 2080 s behind this host"
 
 
 def test_command_not_allowed_points_at_the_role():

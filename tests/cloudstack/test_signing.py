@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.cloudstack.signing import (
+    AUTH_PARAMS,
+    EXPIRES_AT,
     CloudStackSigner,
     flatten_params,
     java_urlencode,
@@ -237,6 +239,21 @@ def test_expires_is_utc_whatever_the_clock_zone():
     assert signer.sign_params({"command": "listHosts"})["expires"] == "2024-01-01T00:10:00+0000"
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_requests_chosen_expires_is_signed_instead_of_the_lifetime(method):
+    # The clock-skew probe chooses each call's expires (skew.py).
+    signer = CloudStackSigner("foo", "bar", expires_in=600, now=lambda: BEFORE_EXPIRY)
+    chosen = datetime(2023, 12, 31, 23, 41, 7, tzinfo=UTC)
+    request = httpx.Request(method, ENDPOINT, params={"command": "listCapabilities"},
+                            extensions={EXPIRES_AT: chosen})
+    signed = signer.sign_request(request)
+    params = dict(wire_params(signed))
+    assert params["expires"] == "2023-12-31T23:41:07+0000"
+    assert server_accepts(wire_params(signed), "bar")
+    plain = signer.sign_request(httpx.Request(method, ENDPOINT, params=request.url.params))
+    assert dict(wire_params(plain))["expires"] == "2024-01-01T00:00:00+0000"
+
+
 def test_a_post_form_body_is_signed_like_a_query():
     signer = CloudStackSigner("foo", "bar", now=lambda: BEFORE_EXPIRY)
     request = signer.sign_request(
@@ -295,7 +312,7 @@ _NAME = st.text(
     alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_[]."),
     min_size=1,
     max_size=12,
-).filter(lambda n: n.lower() not in {"signature", "apikey", "response", "command"})
+).filter(lambda n: n.lower() not in {*(a.lower() for a in AUTH_PARAMS), "command"})
 _VALUE = st.text(
     alphabet=st.characters(exclude_categories=["Cs"]),
     max_size=20,

@@ -22,16 +22,18 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from dbkit import server_database as _server_database
 from sqlalchemy import select as sql_select
 
 from cloudstack_simulator import Simulator
 from cloudstack_simulator.api import ApiError, Call
+from sidecar.cloudstack.client import CloudStackClient
 from sidecar.cloudstack.config import CloudStackConfig
 from sidecar.ledger import Ledger
 from sidecar.ledger.engine import create_ledger_engine
@@ -73,6 +75,11 @@ class NamedContext(Context):
     """
 
     holder: str = "sidecar-a"
+    #: Passed to every client it makes (e.g. ``wall_clock``, ``transport``).
+    client_options: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, **kwargs: Any) -> CloudStackClient:
+        return super().client(**{**self.client_options, **kwargs})
 
     def ledger(self, *, holder: str | None = None) -> Ledger:
         return super().ledger(holder=holder or self.holder)
@@ -85,14 +92,27 @@ def make_context(
     holder: str = "sidecar-a",
     key: str | None = None,
     secret: str | None = None,
+    **client_options: Any,
 ) -> NamedContext:
-    """A context for a sidecar talking to the serving ``sim`` (main key unless told)."""
+    """A context for a sidecar talking to the serving ``sim`` (main key unless told);
+    ``client_options`` go to every client it makes."""
     assert sim.endpoint is not None, "start the simulator first"
     config = CloudStackConfig(
         sim.endpoint, key or sim.key, secret or sim.secret, timeout=settings.request_timeout,
         verify=shared_tls_context(),
     )
-    return NamedContext(settings, config, holder=holder)
+    return NamedContext(settings, config, holder=holder, client_options=client_options)
+
+
+class NoDateTransport(httpx.AsyncHTTPTransport):
+    """Drops every answer's ``Date`` header, as upstream's Jetty sends none: clock tests must
+    not lean on the simulator's (a proxy in front may add one; that is the client's bonus)."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if "Date" in response.headers:
+            del response.headers["Date"]
+        return response
 
 
 _TLS: list[ssl.SSLContext] = []
@@ -179,6 +199,65 @@ def cleanup(ctx: Context, *, max_actions: int | None = None) -> Attempt:
     except Exception as exc:  # the caller judges which errors are acceptable
         return Attempt(None, exc)
     return Attempt(dict(result.totals), None, str(getattr(result, "problem", "")))
+
+
+def check(ctx: Context) -> tuple[bool, str]:
+    """Run ``check``'s use case in-process (its CloudStack part): (ok, error or "")."""
+    import asyncio
+
+    from sidecar.ops.check import run_check
+
+    result = asyncio.run(run_check(ctx.cloudstack, ctx.settings, **_client_seams(ctx)))
+    return result.ok, result.error or ""
+
+
+def report(ctx: Context) -> tuple[bool, str]:
+    """Run ``report``'s use case in-process: (ok, error or "")."""
+    import asyncio
+
+    from sidecar.cloudstack.errors import CloudStackError
+    from sidecar.ops.report import gather_plan
+
+    try:
+        asyncio.run(gather_plan(ctx))
+    except CloudStackError as exc:
+        return False, str(exc)
+    return True, ""
+
+
+def run_once(ctx: Context) -> tuple[bool, str]:
+    """Run one service cycle (``run --once``) in-process: (ok, message)."""
+    from sidecar.ops.service.cycle import Service
+
+    service = Service(ctx, dry_run=False)
+    try:
+        result = service.run_cycle()
+    finally:
+        service.close()
+    return result.ok, result.message
+
+
+def cleanup_complete(ctx: Context) -> tuple[bool, str]:
+    """Run ``cleanup --apply`` in-process: (complete, error or problem)."""
+    attempt = cleanup(ctx)
+    if attempt.error is not None:
+        return False, str(attempt.error)
+    return settled(attempt), attempt.problem
+
+
+def _client_seams(ctx: Context) -> dict[str, Any]:
+    """The options a NamedContext gives its clients that ``run_check`` takes too."""
+    options = getattr(ctx, "client_options", {})
+    return {k: v for k, v in options.items() if k in ("transport", "wall_clock")}
+
+
+#: Every sidecar command that talks to CloudStack, run in-process: (ok, message).
+COMMANDS: dict[str, Callable[[Context], tuple[bool, str]]] = {
+    "check": check,
+    "report": report,
+    "cleanup": cleanup_complete,
+    "run --once": run_once,
+}
 
 
 def settled(attempt: Attempt) -> bool:

@@ -150,6 +150,35 @@ def test_malformed_json_is_a_cut_body(served: Served) -> None:
         json.loads(response.text)
 
 
+def truncated_bodies(seed: int, n: int) -> list[bytes]:
+    """``n`` listAlerts answers of a seeded simulator, every one cut by the truncated fault."""
+    sim = Simulator(profile="4.19.2", seed=seed, hosts=2, vms_per_host=2)
+    live_ids(sim, 8)
+    with sim.serve() as endpoint:
+        client = RawClient(endpoint, sim.key, sim.secret)
+        try:
+            whole = client.get("listAlerts").content
+            sim.faults.add("truncated", command="listAlerts")
+            answers = [client.get("listAlerts") for _ in range(n)]
+        finally:
+            client.close()
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.headers["Content-Type"].startswith("application/json")
+        assert whole.startswith(answer.content) and len(answer.content) < len(whole)
+        with pytest.raises(ValueError):  # JSONDecodeError, or UnicodeDecodeError mid-character
+            json.loads(answer.content)
+    return [a.content for a in answers]
+
+
+def test_truncated_answers_are_json_cut_at_a_seeded_random_byte() -> None:
+    first = truncated_bodies(seed=3, n=6)
+    # Cut at different places (not always the middle), and the same places for the same seed.
+    assert len({len(b) for b in first}) > 3
+    assert truncated_bodies(seed=3, n=6) == first
+    assert truncated_bodies(seed=4, n=6) != first
+
+
 def test_an_html_page_comes_instead_of_json(served: Served) -> None:
     sim, client = served
     sim.faults.add("html", status=502, times=1)

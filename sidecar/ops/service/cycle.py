@@ -129,7 +129,11 @@ class Service:
             result = CycleResult(False, f"cycle exceeded its {self.settings.cycle_deadline:g} s "
                                         "deadline; the next cycle resumes", exit_code=1)
         except AuthenticationError as exc:
-            result = CycleResult(False, f"{exc} — not acting until the credentials work again",
+            # The client probed: a key that works means the clock refused the signatures.
+            until = ("signed requests are accepted again"
+                     if exc.bracket is not None and exc.bracket.key_works
+                     else "the credentials work again")
+            result = CycleResult(False, f"{exc} — not acting until {until}",
                                  exit_code=EXIT_CLOUDSTACK)
         except CloudStackError as exc:
             result = CycleResult(False, str(exc), exit_code=EXIT_CLOUDSTACK)
