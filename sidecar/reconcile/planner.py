@@ -13,7 +13,7 @@ unless it has duplicates. A caller planning a large history pauses the cyclic GC
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import datetime
 from operator import attrgetter
 
@@ -64,10 +64,18 @@ def build_plan(
     return plan
 
 
-def _placements_by_vm(placements: Sequence[VmPlacement]) -> dict[str, list[VmPlacement]]:
-    """Each VM's placements (by instance name) in time order."""
+def _placements_by_vm(
+    placements: Sequence[VmPlacement], wanted: Container[str]
+) -> dict[str, list[VmPlacement]]:
+    """The placements of the ``wanted`` VMs (by instance name), each in time order.
+
+    Only VMs HA restarted need them: a service cycle plans with tens of thousands of
+    placements, and a list each would churn the collector every cycle.
+    """
     by_vm: dict[str, list[VmPlacement]] = defaultdict(list)
     for p in placements:
+        if p.vm not in wanted:
+            continue
         by_vm[p.vm].append(p)
     for seen in by_vm.values():
         seen.sort(key=_SINCE)
@@ -100,7 +108,8 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index:
         families[b.family].append(b)
 
     resolver = HostResolver(snapshot.hosts, snapshot.host_history, (b.subject for b in live))
-    placements = _placements_by_vm(snapshot.vm_placements)
+    restarted = {b.subject.instance for b in families.get(fp.HA_STARTING_VM, ())}
+    placements = _placements_by_vm(snapshot.vm_placements, restarted)
     split_incidents(families, policy, resolver, vm_index, placements)
     groups = merge_groups(live, policy)
     archive = [d for g in groups for d in g.duplicates]
@@ -108,7 +117,8 @@ def _plan(alerts: Sequence[Alert], snapshot: Snapshot, policy: Policy, vm_index:
 
     vm_hosts: dict[str, set[str]] = defaultdict(set)
     for vm, hosts in snapshot.vm_host_history.items():
-        vm_hosts[vm].update(hosts)
+        if vm in restarted:
+            vm_hosts[vm].update(hosts)
     for vm, seen in placements.items():
         vm_hosts[vm].update(p.host_id for p in seen)
     incidents = ha_incidents(families, policy, resolver, vm_index, generated_at, vm_hosts)
