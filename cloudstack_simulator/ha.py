@@ -120,7 +120,6 @@ class HaManager:
         href, zref, pod = host_refs(self.ctx.state, host)
         subject, body = profile.host_is_down(href, zref, pod, names)
         send_alert(self.ctx, "ALERT.COMPUTE.HOST", host, subject, body, failure)
-        failure.rounds += 1
         created = 0
         for vm in chosen:
             if vm.host_id is not None and vm.host_id != host.id:
@@ -307,8 +306,9 @@ class HaManager:
     def _ha_started(self, failure: FailureTruth, vm: Vm) -> None:
         vref = vm_ref(vm)
         subject, body = self.ctx.profile.ha_starting(vref)
-        send_alert(self.ctx, VM_ALERT_NAME_BY_KIND[vm.vm_type], vm, subject, body, failure)
-        failure.add_restart(vm.name)
+        uuid = send_alert(self.ctx, VM_ALERT_NAME_BY_KIND[vm.vm_type], vm, subject, body, failure)
+        if uuid is not None:
+            self.ctx.truth.note_restart(failure, vm.name, uuid, self.ctx.clock.time())
 
     def _ha_event(self, vm: Vm, state: str) -> None:
         if not self.ctx.profile.ha_events:

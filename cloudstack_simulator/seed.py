@@ -329,13 +329,12 @@ def _incident(
         text = b.text(text_kind, host, vm)
         uuid = b.add(when, name, text, vm or host, archived)
         truth.record(failure, uuid, text[0], int(when))
-        if text_kind == "host_is_down":
-            failure.rounds += 1
-        elif text_kind == "ha_starting" and vm is not None:
-            failure.add_restart(vm.name)
+        if text_kind == "ha_starting" and vm is not None:
+            truth.note_restart(failure, vm.name, uuid, int(when))
         written.append(uuid)
     failure.close()
     if archived:
+        failure.archived = True
         truth.forget(set(written))
     return canon, sum(copies)
 
