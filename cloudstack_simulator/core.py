@@ -17,6 +17,7 @@ from cloudstack_simulator.api.items import alert_item, host_item, vm_item
 from cloudstack_simulator.auth import add_key, authenticate, check_method
 from cloudstack_simulator.clock import VirtualClock, parse_timezone
 from cloudstack_simulator.context import Context
+from cloudstack_simulator.detection import PING_INTERVAL, PING_TIMEOUT, Ping, set_ping
 from cloudstack_simulator.faults import FaultRegistry
 from cloudstack_simulator.hooks import run_hooks
 from cloudstack_simulator.inventory import Layout, build
@@ -55,6 +56,8 @@ class Simulator:
         secret: str | None = None,
         zone_name: str = "zone-a",
         enforce_post: bool = False,
+        ping_interval: float = PING_INTERVAL,
+        ping_timeout: float = PING_TIMEOUT,
     ) -> None:
         if tie_order not in ("shuffle", "stable"):
             raise ValueError("tie_order must be 'shuffle' or 'stable'")
@@ -86,6 +89,8 @@ class Simulator:
             hosts, vms_per_host, hosts_per_pod, non_ha_per_host, host_ha, system_vms, zone_name
         )
         build(self.context.state, self.context.clock.time(), self.layout)
+        # Served by listConfigurations and played by host failures (detection.py).
+        set_ping(self.context.state, Ping(ping_interval, ping_timeout))
         self.key, self.secret = self.create_key(None, key=key, secret=secret)
         self._server: SimulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None

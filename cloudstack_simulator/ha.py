@@ -61,7 +61,11 @@ class _Restart:
 
 
 def destination(state: State, vm: Vm, failed: Host) -> Host | None:
-    """A host to restart on: Up, Enabled, Routing, same zone, least loaded (then id)."""
+    """A host to restart on: Up, Enabled, Routing, same zone, least loaded (then id).
+
+    A host whose agent died but is still Up (not yet past its ping timeout) is skipped: the
+    start there fails and the planner tries another host.
+    """
     load: dict[int, int] = {}
     for other in state.vms.values():
         if other.host_id is not None and other.removed is None:
@@ -71,6 +75,7 @@ def destination(state: State, vm: Vm, failed: Host) -> Host | None:
         for h in state.hosts.values()
         if h.type == "Routing"
         and h.status == "Up"
+        and h.agent_alive
         and h.resource_state == "Enabled"
         and h.removed is None
         and h.id != failed.id
