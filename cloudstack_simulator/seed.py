@@ -19,7 +19,7 @@ from cloudstack_simulator.context import Context
 from cloudstack_simulator.inventory import add_removed_host
 from cloudstack_simulator.refs import host_refs, vm_ref
 from cloudstack_simulator.state import Host, State, Vm
-from cloudstack_simulator.truth import Truth
+from cloudstack_simulator.truth import FailureTruth, Truth
 from sidecar.model.constants import ALERT_TYPES, VM_ALERT_NAME_BY_KIND
 
 #: Smallest gap between two incidents of one host (the reconciler's window is 10 minutes).
@@ -42,10 +42,21 @@ class SeedReport:
     historic_hosts: int
     duplicate_ratio: float
     seconds: float
+    #: Hours the history spans (0: the ``months`` asked for).
+    span_hours: float = 0.0
+    #: Genuine second restarts and expunged VMs (a busy cloud's history only).
+    second_restarts: int = 0
+    expunged: int = 0
+
+
+#: An alert to write: (time, alert name, text kind, VM or None, copies it may have).
+Planned = tuple[float, str, str, Vm | None, int]
+#: An alert written: (time, alert name, text kind, VM or None).
+Emitted = tuple[float, str, str, Vm | None]
 
 
 @dataclass
-class _Slot:
+class Slot:
     host: Host
     vms: list[Vm]
 
@@ -84,7 +95,7 @@ _UNKNOWN = (
 )
 
 
-class _Builder:
+class Builder:
     """Collects rows and truth for one ``seed_history`` call."""
 
     def __init__(self, ctx: Context, rng: random.Random) -> None:
@@ -146,8 +157,13 @@ class _Builder:
     def _vms_of(self, host: Host) -> list[Vm]:
         return self.slot_vms.get(host.id, [])
 
+    def place(self, host: Host, vms: list[Vm]) -> None:
+        """``host`` runs ``vms`` from now on (its next "Host is down" lists them)."""
+        self.slot_vms[host.id] = vms
+        self.texts.pop(("host_is_down", host.id, 0), None)
 
-def _slots(st: State, needed: int, vms_per_host: int, removed_at: float) -> tuple[list[_Slot], int]:
+
+def _slots(st: State, needed: int, vms_per_host: int, removed_at: float) -> tuple[list[Slot], int]:
     """Every listed hypervisor with its VMs, plus decommissioned ones until there are ``needed``."""
     slots = []
     for host in sorted(st.hosts.values(), key=lambda h: h.id):
@@ -157,17 +173,17 @@ def _slots(st: State, needed: int, vms_per_host: int, removed_at: float) -> tupl
             (v for v in st.vms.values() if v.host_id == host.id and v.removed is None),
             key=lambda v: (v.vm_type == "User", v.id),
         )
-        slots.append(_Slot(host, vms))
+        slots.append(Slot(host, vms))
     added = 0
     while len(slots) < needed:
         added += 1
         host = add_removed_host(st, f"kvm-old-{added:03d}", max(1, vms_per_host), removed_at)
         vms = sorted((v for v in st.vms.values() if v.last_host_id == host.id), key=lambda v: v.id)
-        slots.append(_Slot(host, vms))
+        slots.append(Slot(host, vms))
     return slots, added
 
 
-def _round(value: float, rng: random.Random) -> int:
+def stochastic_round(value: float, rng: random.Random) -> int:
     """Stochastic rounding (keeps the expected total exact)."""
     base = math.floor(value)
     return base + (1 if rng.random() < value - base else 0)
@@ -190,7 +206,7 @@ def seed_history(
     started = time.perf_counter()
     with ctx.lock:
         rng = random.Random(f"history:{ctx.seed}:{len(ctx.state.alerts)}")
-        builder = _Builder(ctx, rng)
+        builder = Builder(ctx, rng)
         truth = ctx.truth
         now = ctx.clock.time()
         end = now - 2 * HOUR
@@ -237,8 +253,8 @@ def seed_history(
             canon_left -= used_c
             dup_left -= used_d
 
-        _suppressed(builder, truth, n_suppressed, begin, span, rng)
-        _unknown(builder, truth, slots, n_unknown, begin, span, rng)
+        add_suppressed(builder, truth, n_suppressed, begin, span, rng)
+        add_unknown(builder, truth, slots, n_unknown, begin, span, rng)
 
         table = ctx.state.alerts
         builder.rows.sort(key=lambda r: r[0])
@@ -265,9 +281,9 @@ def seed_history(
 
 
 def _incident(
-    b: _Builder,
+    b: Builder,
     truth: Truth,
-    slot: _Slot,
+    slot: Slot,
     start: float,
     canon_left: int,
     dup_left: int,
@@ -278,8 +294,7 @@ def _incident(
     host = slot.host
     roll = rng.random()
     kind = "crash" if roll < 0.88 else ("flap" if roll < 0.96 else "alert-state")
-    # (time, name, text key, vm or None, copies allowed)
-    events: list[tuple[float, str, str, Vm | None, int]] = []
+    events: list[Planned] = []
     if kind == "crash":
         events.append((start, "ALERT.COMPUTE.HOST", "host_down", None, 2))
         events.append((start + 1.0, "ALERT.COMPUTE.HOST", "host_is_down", None, 3))
@@ -298,8 +313,26 @@ def _incident(
         events.append((start, "ALERT.COMPUTE.HOST", "alert_state", None, 1))
     canon = min(len(events), canon_left)
     events = events[:canon]
-    want = _round(dup_left / max(1, canon_left) * canon, rng) if dup_left > 0 else 0
-    want = min(want, dup_left)
+    want = stochastic_round(dup_left / max(1, canon_left) * canon, rng) if dup_left > 0 else 0
+    copies = plan_copies(events, min(want, dup_left))
+    archived = rng.random() < archived_ratio
+    failure = open_failure(b.ctx, host, f"history-{kind}", start)
+    emitted: list[Emitted] = []
+    for i, (at, alert_name, kind_of_text, subject_vm, _cap) in enumerate(events):
+        emitted.append((at, alert_name, kind_of_text, subject_vm))
+        for c in range(copies[i]):
+            gap = (
+                (3.0 * (c + 1) + rng.uniform(0.0, 1.5))
+                if kind_of_text != "disconnected"
+                else 45.0 * (c + 1)
+            )
+            emitted.append((at + gap, alert_name, kind_of_text, subject_vm))
+    write_incident(b, truth, failure, host, emitted, archived)
+    return canon, sum(copies)
+
+
+def plan_copies(events: list[Planned], want: int) -> list[int]:
+    """Copies per event (at most its capacity) until ``want`` are placed."""
     copies = [0] * len(events)
     capacity = [e[4] for e in events]
     # Fill copies round-robin, "Host is down" rounds first (the main duplicate source).
@@ -311,18 +344,18 @@ def _incident(
             if copies[i] < capacity[i]:
                 copies[i] += 1
                 want -= 1
-    archived = rng.random() < archived_ratio
-    failure = open_failure(b.ctx, host, f"history-{kind}", start)
-    emitted: list[tuple[float, str, str, Vm | None]] = []
-    for i, (at, alert_name, kind_of_text, subject_vm, _cap) in enumerate(events):
-        emitted.append((at, alert_name, kind_of_text, subject_vm))
-        for c in range(copies[i]):
-            gap = (
-                (3.0 * (c + 1) + rng.uniform(0.0, 1.5))
-                if kind_of_text != "disconnected"
-                else 45.0 * (c + 1)
-            )
-            emitted.append((at + gap, alert_name, kind_of_text, subject_vm))
+    return copies
+
+
+def write_incident(
+    b: Builder,
+    truth: Truth,
+    failure: FailureTruth,
+    host: Host,
+    emitted: list[Emitted],
+    archived: bool,
+) -> None:
+    """Write one failure's alerts (in time order) and file them in the truth."""
     emitted.sort(key=lambda e: e[0])
     written: list[str] = []
     for when, name, text_kind, vm in emitted:
@@ -336,11 +369,10 @@ def _incident(
     if archived:
         failure.archived = True
         truth.forget(set(written))
-    return canon, sum(copies)
 
 
-def _suppressed(
-    b: _Builder, truth: Truth, count: int, begin: float, span: float, rng: random.Random
+def add_suppressed(
+    b: Builder, truth: Truth, count: int, begin: float, span: float, rng: random.Random
 ) -> None:
     """Capacity / sync alerts: one live row per type and place, older ones archived."""
     st = b.ctx.state
@@ -375,10 +407,10 @@ def _suppressed(
                 truth.archived_ids.add(uuid)
 
 
-def _unknown(
-    b: _Builder,
+def add_unknown(
+    b: Builder,
     truth: Truth,
-    slots: list[_Slot],
+    slots: list[Slot],
     count: int,
     begin: float,
     span: float,

@@ -128,6 +128,11 @@ class SecondRestart:
     alert: str
     at: float
 
+    @property
+    def within_gap(self) -> bool:
+        """Within :data:`GAP` of the first restart: one gap window alone would merge them."""
+        return self.at - self.first_at <= GAP
+
 
 @dataclass(frozen=True, slots=True)
 class HaFacts:
@@ -288,5 +293,8 @@ class Truth:
             "ha_duplicate_rounds": facts.duplicate_rounds,
             "ha_vms_restarted_more_than_once": facts.vms_restarted_more_than_once,
             "genuine_second_restarts": facts.genuine_second_restarts,
+            "genuine_second_restarts_within_gap": sum(
+                1 for s in self.second_restarts if s.within_gap
+            ),
             "expunged_vms": len(self.expunged_vms),
         }
