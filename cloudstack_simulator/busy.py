@@ -100,7 +100,8 @@ class _Cloud:
     """Where every VM runs, and which host may fail or take a VM, as the timeline advances."""
 
     hosts: list[Host]
-    vms_on: dict[int, list[Vm]]
+    #: Host id -> {VM id: VM} of the VMs it runs now.
+    vms_on: dict[int, dict[int, Vm]]
     rng: random.Random
     workers: list[float]
     #: VM id -> the host it runs on now.
@@ -115,7 +116,7 @@ class _Cloud:
 
     def __post_init__(self) -> None:
         self.by_id = {h.id: h for h in self.hosts}
-        self.where = {vm.id: host for host, vms in self.vms_on.items() for vm in vms}
+        self.where = {vm_id: host for host, vms in self.vms_on.items() for vm_id in vms}
 
     def can_fail(self, host: Host, t: float) -> bool:
         """Not failed within MIN_GAP (so up again) and no VM placed on it after ``t``."""
@@ -142,8 +143,8 @@ class _Cloud:
         return None
 
     def move(self, vm: Vm, source: Host, target: Host, t: float) -> None:
-        self.vms_on[source.id].remove(vm)
-        self.vms_on[target.id].append(vm)
+        del self.vms_on[source.id][vm.id]
+        self.vms_on[target.id][vm.id] = vm
         self.where[vm.id] = target.id
         self.placed_at[target.id] = max(self.placed_at.get(target.id, t), t)
         self.recent.append((t, target.id))
@@ -176,10 +177,10 @@ def seed_busy(
             (h for h in st.hosts.values() if h.type == "Routing" and h.removed is None),
             key=lambda h: h.id,
         )
-        vms_on: dict[int, list[Vm]] = {h.id: [] for h in hosts}
+        vms_on: dict[int, dict[int, Vm]] = {h.id: {} for h in hosts}
         for vm in sorted(st.vms.values(), key=lambda v: v.id):
             if vm.removed is None and vm.host_id in vms_on:
-                vms_on[vm.host_id].append(vm)
+                vms_on[vm.host_id][vm.id] = vm
         workers = [0.0] * int(st.settings["ha.workers"].value)
         cloud = _Cloud(hosts, vms_on, rng, workers)
         n_suppressed = round(alerts * suppressed_ratio)
@@ -205,7 +206,7 @@ def seed_busy(
             _write(b, plan, copies, shift, busy, rng, rng.random() < archived_ratio)
         span = end - shift
         add_suppressed(b, ctx.truth, n_suppressed, shift, span, rng)
-        slots = [Slot(h, cloud.vms_on[h.id]) for h in hosts]
+        slots = [Slot(h, list(cloud.vms_on[h.id].values())) for h in hosts]
         add_unknown(b, ctx.truth, slots, n_unknown, shift, span, rng)
         expunged = _expunge(ctx, cloud, busy, shift, now, rng)
         _settle(cloud)
@@ -301,7 +302,7 @@ def _crash(cloud: _Cloud, host: Host, died: float, start: float) -> _Plan:
     if host.ha_config and rng.random() < 0.6:
         events.append((start + 20.0, "ALERT.HA.ACTION", "ha_fencing", None, 0))
     # scheduleRestartForVmsOnHost queues system VMs first.
-    vms = sorted(cloud.vms_on[host.id], key=lambda v: (v.vm_type == "User", v.id))
+    vms = sorted(cloud.vms_on[host.id].values(), key=lambda v: (v.vm_type == "User", v.id))
     for vm in vms:
         if not vm.ha_enabled:
             continue
@@ -357,7 +358,7 @@ def _expunge(
     chosen = rng.sample(restarted, round(len(restarted) * busy.expunged_share))
     for vm, last in sorted(chosen, key=lambda c: c[0].id):
         after = last + shift + busy.parallel_spread + 60.0
-        cloud.vms_on[cloud.where.pop(vm.id)].remove(vm)
+        del cloud.vms_on[cloud.where.pop(vm.id)][vm.id]
         vm.last_host_id = vm.host_id
         vm.host_id = None
         vm.state = "Expunging"
@@ -369,7 +370,7 @@ def _expunge(
 def _settle(cloud: _Cloud) -> None:
     """Every VM ends on the host HA last put it on."""
     for host_id, vms in cloud.vms_on.items():
-        for vm in vms:
+        for vm in vms.values():
             if vm.host_id != host_id:
                 vm.last_host_id = vm.host_id
                 vm.host_id = host_id

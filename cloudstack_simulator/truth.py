@@ -159,14 +159,14 @@ class Truth:
     archived_ids: set[str] = field(default_factory=set)
     #: Alerts added by faults or tests outside any failure.
     other_ids: set[str] = field(default_factory=set)
-    #: Live genuine second restarts, in the order they happened.
-    second_restarts: list[SecondRestart] = field(default_factory=list)
     #: VMs HA restarted that were expunged afterwards (absent from listVirtualMachines).
     expunged_vms: list[str] = field(default_factory=list)
     _duplicates: set[str] = field(default_factory=set, repr=False)
     _canonicals: set[str] = field(default_factory=set, repr=False)
     #: uuid -> family of every recorded de-duplicable alert.
     _family: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Live genuine second restarts by their alert, in the order they happened.
+    _seconds: dict[str, SecondRestart] = field(default_factory=dict, repr=False)
     #: VM name -> (failure, alert uuid, time) of its latest first-restart in a failure.
     _restarted: dict[str, tuple[FailureTruth, str, float]] = field(default_factory=dict, repr=False)
 
@@ -212,8 +212,8 @@ class Truth:
             return
         failure.second_restarts.append(vm)
         first, first_alert, first_at = previous
-        self.second_restarts.append(
-            SecondRestart(vm, first.id, first_alert, first_at, failure.id, uuid, when)
+        self._seconds[uuid] = SecondRestart(
+            vm, first.id, first_alert, first_at, failure.id, uuid, when
         )
 
     def forget(self, uuids: set[str]) -> None:
@@ -221,8 +221,8 @@ class Truth:
         self._duplicates -= uuids
         self._canonicals -= uuids
         self.archived_ids |= uuids
-        if any(s.alert in uuids for s in self.second_restarts):
-            self.second_restarts = [s for s in self.second_restarts if s.alert not in uuids]
+        for uuid in uuids:
+            self._seconds.pop(uuid, None)
 
     @property
     def duplicate_ids(self) -> set[str]:
@@ -235,9 +235,14 @@ class Truth:
         return set(self._canonicals)
 
     @property
+    def second_restarts(self) -> list[SecondRestart]:
+        """Live genuine second restarts, in the order they happened."""
+        return list(self._seconds.values())
+
+    @property
     def second_restart_ids(self) -> set[str]:
         """The "HA starting VM" alerts of the live genuine second restarts."""
-        return {s.alert for s in self.second_restarts}
+        return set(self._seconds)
 
     def family(self, uuid: str) -> str:
         """The family of a recorded alert, else what the truth knows of it (``unknown``,
@@ -271,7 +276,7 @@ class Truth:
             rounds=sum(f.rounds for f in live),
             duplicate_rounds=sum(f.duplicate_rounds for f in live),
             vms_restarted_more_than_once=sum(len(f.vms_restarted_more_than_once) for f in live),
-            genuine_second_restarts=len(self.second_restarts),
+            genuine_second_restarts=len(self._seconds),
         )
 
     def summary(self) -> dict[str, int]:
@@ -294,7 +299,7 @@ class Truth:
             "ha_vms_restarted_more_than_once": facts.vms_restarted_more_than_once,
             "genuine_second_restarts": facts.genuine_second_restarts,
             "genuine_second_restarts_within_gap": sum(
-                1 for s in self.second_restarts if s.within_gap
+                1 for s in self._seconds.values() if s.within_gap
             ),
             "expunged_vms": len(self.expunged_vms),
         }
