@@ -32,6 +32,7 @@ from cloudstack_simulator.detection import Phases, detected_at, ping_of
 from cloudstack_simulator.seed import (
     HOUR,
     MIN_GAP,
+    Budget,
     Builder,
     Emitted,
     Planned,
@@ -44,7 +45,7 @@ from cloudstack_simulator.seed import (
     write_incident,
 )
 from cloudstack_simulator.state import Host, Vm
-from sidecar.model.constants import ALERT_TYPES, VM_ALERT_NAME_BY_KIND
+from sidecar.model.constants import VM_ALERT_NAME_BY_KIND
 
 #: A host HA placed VMs on within this many seconds before it fails makes second restarts.
 SECOND_WINDOW = 600.0
@@ -167,8 +168,7 @@ def seed_busy(
     archived_ratio: float = 0.01,
 ) -> SeedReport:
     """Add about ``alerts`` historical alerts of a busy cloud (see the module docstring)."""
-    if alerts < 0 or not 0.0 <= duplicate_ratio < 1.0:
-        raise ValueError("alerts must be >= 0 and duplicate_ratio in [0, 1)")
+    budget = Budget.split(alerts, duplicate_ratio, unknown_ratio, suppressed_ratio)
     started = time.perf_counter()
     with ctx.lock:
         st = ctx.state
@@ -183,12 +183,7 @@ def seed_busy(
                 vms_on[vm.host_id][vm.id] = vm
         workers = [0.0] * int(st.settings["ha.workers"].value)
         cloud = _Cloud(hosts, vms_on, rng, workers)
-        n_suppressed = round(alerts * suppressed_ratio)
-        n_unknown = round(alerts * unknown_ratio)
-        n_ha = max(0, alerts - n_suppressed - n_unknown)
-        dup_budget = round(n_ha * duplicate_ratio)
-        canon_budget = n_ha - dup_budget
-        plans = _timeline(ctx, cloud, busy, canon_budget)
+        plans = _timeline(ctx, cloud, busy, budget.canonicals)
 
         # The timeline starts at 0: shift it to end two hours before now.
         now = ctx.clock.time()
@@ -196,42 +191,23 @@ def seed_busy(
         last = max((e[0] for p in plans for e in p.events), default=0.0)
         shift = end - last - busy.parallel_spread - 120.0
         b = Builder(ctx, rng)
-        canon_left, dup_left = canon_budget, dup_budget
         for plan in plans:
-            canon = len(plan.events)
-            want = stochastic_round(dup_left / max(1, canon_left) * canon, rng) if dup_left else 0
+            canon, dup_left = len(plan.events), budget.dup_left
+            ratio = dup_left / max(1, budget.canon_left)
+            want = stochastic_round(ratio * canon, rng) if dup_left else 0
             copies = plan_copies(plan.events, min(want, dup_left))
-            canon_left -= canon
-            dup_left -= sum(copies)
+            budget.spend(canon, sum(copies))
             _write(b, plan, copies, shift, busy, rng, rng.random() < archived_ratio)
         span = end - shift
-        add_suppressed(b, ctx.truth, n_suppressed, shift, span, rng)
+        add_suppressed(b, ctx.truth, budget.suppressed, shift, span, rng)
         slots = [Slot(h, list(cloud.vms_on[h.id].values())) for h in hosts]
-        add_unknown(b, ctx.truth, slots, n_unknown, shift, span, rng)
+        add_unknown(b, ctx.truth, slots, budget.unknown, shift, span, rng)
         expunged = _expunge(ctx, cloud, busy, shift, now, rng)
         _settle(cloud)
-
-        b.rows.sort(key=lambda r: r[0])
-        for when, name, subject, body, zone, pod, uuid, archived in b.rows:
-            st.alerts.append_raw(
-                uuid, ALERT_TYPES[name], name, subject, body, zone, pod, 0, when, when, archived
-            )
-        st.alerts.rebuild()
-        archived_total = sum(1 for r in b.rows if r[7])
-        duplicates = dup_budget - dup_left
-        ha_rows = canon_budget - canon_left + duplicates
-        return SeedReport(
-            alerts=len(b.rows),
-            live=len(b.rows) - archived_total,
-            archived=archived_total,
-            incidents=len(plans),
-            duplicates=duplicates,
-            canonicals=canon_budget - canon_left,
-            unknown=n_unknown,
-            suppressed=n_suppressed,
-            historic_hosts=0,
-            duplicate_ratio=duplicates / ha_rows if ha_rows else 0.0,
-            seconds=time.perf_counter() - started,
+        return budget.report(
+            b,
+            len(plans),
+            started,
             span_hours=span / HOUR,
             second_restarts=len(ctx.truth.second_restarts),
             expunged=expunged,

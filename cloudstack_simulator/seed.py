@@ -13,6 +13,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from cloudstack_simulator.alerting import open_failure
 from cloudstack_simulator.context import Context
@@ -39,9 +40,10 @@ class SeedReport:
     canonicals: int
     unknown: int
     suppressed: int
-    historic_hosts: int
     duplicate_ratio: float
     seconds: float
+    #: Decommissioned hosts added to hold the history's incidents.
+    historic_hosts: int = 0
     #: Hours the history spans (0: the ``months`` asked for).
     span_hours: float = 0.0
     #: Genuine second restarts and expunged VMs (a busy cloud's history only).
@@ -157,10 +159,71 @@ class Builder:
     def _vms_of(self, host: Host) -> list[Vm]:
         return self.slot_vms.get(host.id, [])
 
+    def flush(self) -> int:
+        """Store the rows in the alert table in time order; returns how many are archived."""
+        table = self.ctx.state.alerts
+        self.rows.sort(key=lambda r: r[0])
+        for when, name, subject, body, zone, pod, uuid, archived in self.rows:
+            table.append_raw(
+                uuid, ALERT_TYPES[name], name, subject, body, zone, pod, 0, when, when, archived
+            )
+        table.rebuild()
+        return sum(1 for r in self.rows if r[7])
+
     def place(self, host: Host, vms: list[Vm]) -> None:
         """``host`` runs ``vms`` from now on (its next "Host is down" lists them)."""
         self.slot_vms[host.id] = vms
         self.texts.pop(("host_is_down", host.id, 0), None)
+
+
+@dataclass
+class Budget:
+    """How ``alerts`` split into kinds, and the HA-family alerts still to write."""
+
+    suppressed: int
+    unknown: int
+    canonicals: int
+    duplicates: int
+    canon_left: int
+    dup_left: int
+
+    @classmethod
+    def split(
+        cls, alerts: int, duplicate_ratio: float, unknown_ratio: float, suppressed_ratio: float
+    ) -> Budget:
+        """The split of ``alerts``; checks the request."""
+        if alerts < 0 or not 0.0 <= duplicate_ratio < 1.0:
+            raise ValueError("alerts must be >= 0 and duplicate_ratio in [0, 1)")
+        suppressed = round(alerts * suppressed_ratio)
+        unknown = round(alerts * unknown_ratio)
+        n_ha = max(0, alerts - suppressed - unknown)
+        duplicates = round(n_ha * duplicate_ratio)
+        canonicals = n_ha - duplicates
+        return cls(suppressed, unknown, canonicals, duplicates, canonicals, duplicates)
+
+    def spend(self, canonicals: int, duplicates: int) -> None:
+        """Count alerts written."""
+        self.canon_left -= canonicals
+        self.dup_left -= duplicates
+
+    def report(self, b: Builder, incidents: int, started: float, **extra: Any) -> SeedReport:
+        """Store ``b``'s rows and say what was built (``extra``: more SeedReport fields)."""
+        archived = b.flush()
+        duplicates = self.duplicates - self.dup_left
+        ha_rows = self.canonicals - self.canon_left + duplicates
+        return SeedReport(
+            alerts=len(b.rows),
+            live=len(b.rows) - archived,
+            archived=archived,
+            incidents=incidents,
+            duplicates=duplicates,
+            canonicals=self.canonicals - self.canon_left,
+            unknown=self.unknown,
+            suppressed=self.suppressed,
+            duplicate_ratio=duplicates / ha_rows if ha_rows else 0.0,
+            seconds=time.perf_counter() - started,
+            **extra,
+        )
 
 
 def _slots(st: State, needed: int, vms_per_host: int, removed_at: float) -> tuple[list[Slot], int]:
@@ -201,8 +264,7 @@ def seed_history(
     archived_ratio: float = 0.01,
 ) -> SeedReport:
     """Add about ``alerts`` historical alerts; ``vms_per_host`` sizes decommissioned hosts."""
-    if alerts < 0 or not 0.0 <= duplicate_ratio < 1.0:
-        raise ValueError("alerts must be >= 0 and duplicate_ratio in [0, 1)")
+    budget = Budget.split(alerts, duplicate_ratio, unknown_ratio, suppressed_ratio)
     started = time.perf_counter()
     with ctx.lock:
         rng = random.Random(f"history:{ctx.seed}:{len(ctx.state.alerts)}")
@@ -213,15 +275,9 @@ def seed_history(
         begin = now - months * 30 * 86400.0
         span = max(end - begin, 4 * MIN_GAP)
 
-        n_suppressed = round(alerts * suppressed_ratio)
-        n_unknown = round(alerts * unknown_ratio)
-        n_ha = max(0, alerts - n_suppressed - n_unknown)
-        dup_budget = round(n_ha * duplicate_ratio)
-        canon_budget = n_ha - dup_budget
-
         vms_per_host = max(1, vms_per_host)
         avg_canon = 2.6 + vms_per_host
-        incidents_wanted = int(canon_budget / avg_canon * 1.3) + 2
+        incidents_wanted = int(budget.canonicals / avg_canon * 1.3) + 2
         per_slot_cap = max(1, int(span / (MIN_GAP * 2.0)))
         needed = math.ceil(incidents_wanted / per_slot_cap)
         slots, historic = _slots(ctx.state, needed, vms_per_host, end)
@@ -240,44 +296,20 @@ def seed_history(
             starts.extend((begin + p + i * MIN_GAP, index) for i, p in enumerate(points))
         starts.sort()
 
-        canon_left, dup_left = canon_budget, dup_budget
         incidents = 0
         for start, index in starts:
-            if canon_left <= 0:
+            if budget.canon_left <= 0:
                 break
             slot = slots[index]
             incidents += 1
             used_c, used_d = _incident(
-                builder, truth, slot, start, canon_left, dup_left, rng, archived_ratio
+                builder, truth, slot, start, budget.canon_left, budget.dup_left, rng, archived_ratio
             )
-            canon_left -= used_c
-            dup_left -= used_d
+            budget.spend(used_c, used_d)
 
-        add_suppressed(builder, truth, n_suppressed, begin, span, rng)
-        add_unknown(builder, truth, slots, n_unknown, begin, span, rng)
-
-        table = ctx.state.alerts
-        builder.rows.sort(key=lambda r: r[0])
-        for when, name, subject, body, zone, pod, uuid, archived in builder.rows:
-            table.append_raw(
-                uuid, ALERT_TYPES[name], name, subject, body, zone, pod, 0, when, when, archived
-            )
-        table.rebuild()
-        archived_total = sum(1 for r in builder.rows if r[7])
-        ha_rows = canon_budget - canon_left + dup_budget - dup_left
-        return SeedReport(
-            alerts=len(builder.rows),
-            live=len(builder.rows) - archived_total,
-            archived=archived_total,
-            incidents=incidents,
-            duplicates=dup_budget - dup_left,
-            canonicals=canon_budget - canon_left,
-            unknown=n_unknown,
-            suppressed=n_suppressed,
-            historic_hosts=historic,
-            duplicate_ratio=(dup_budget - dup_left) / ha_rows if ha_rows else 0.0,
-            seconds=time.perf_counter() - started,
-        )
+        add_suppressed(builder, truth, budget.suppressed, begin, span, rng)
+        add_unknown(builder, truth, slots, budget.unknown, begin, span, rng)
+        return budget.report(builder, incidents, started, historic_hosts=historic)
 
 
 def _incident(
