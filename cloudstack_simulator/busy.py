@@ -232,11 +232,15 @@ def _timeline(ctx: Context, cloud: _Cloud, busy: BusyCloud, canon_budget: int) -
         crashes = [h for h, kind in hit if kind == "crash"]
         for host, kind in hit:
             cloud.fail(host, t, kind == "crash")
+        # What ran on each struck host when it died: a rack-mate that is up again before
+        # the queue reaches a VM may take it later, but was empty of it at the death.
+        dead = {h.id: list(cloud.vms_on[h.id].values()) for h in crashes}
         # Each host of a rack is noticed after its own ping timeout; queue in that order.
         noticed = {h.id: detected_at(ping, phases, t, agents[h.id]) for h in crashes}
         for host, kind in sorted(hit, key=lambda hk: noticed.get(hk[0].id, t)):
             if kind == "crash":
-                plan = _crash(cloud, host, t, noticed[host.id] + rng.uniform(1.0, 6.0))
+                start = noticed[host.id] + rng.uniform(1.0, 6.0)
+                plan = _crash(cloud, host, t, start, dead[host.id])
             else:
                 name = "disconnected" if kind == "flap" else "alert_state"
                 event = (t, "ALERT.COMPUTE.HOST", name, None, 2 if kind == "flap" else 1)
@@ -268,8 +272,8 @@ def _struck(
     return []
 
 
-def _crash(cloud: _Cloud, host: Host, died: float, start: float) -> _Plan:
-    """A host dead at ``died`` whose first "Host down" comes at ``start``; HA restarts its VMs."""
+def _crash(cloud: _Cloud, host: Host, died: float, start: float, ran: list[Vm]) -> _Plan:
+    """A host dead at ``died`` running ``ran``, reported down at ``start``: HA restarts them."""
     rng = cloud.rng
     events: list[Planned] = [
         (start, "ALERT.COMPUTE.HOST", "host_down", None, 2),
@@ -278,7 +282,7 @@ def _crash(cloud: _Cloud, host: Host, died: float, start: float) -> _Plan:
     if host.ha_config and rng.random() < 0.6:
         events.append((start + 20.0, "ALERT.HA.ACTION", "ha_fencing", None, 0))
     # scheduleRestartForVmsOnHost queues system VMs first.
-    vms = sorted(cloud.vms_on[host.id].values(), key=lambda v: (v.vm_type == "User", v.id))
+    vms = sorted(ran, key=lambda v: (v.vm_type == "User", v.id))
     for vm in vms:
         if not vm.ha_enabled:
             continue

@@ -157,6 +157,17 @@ def test_genuine_second_restarts_are_kept_and_follow_the_vm_to_its_new_host(
         assert again.vm in listed, "the failed host did not run the VM"
 
 
+def test_a_rack_mate_up_again_before_the_queue_reaches_a_vm_never_ran_it_when_it_died() -> None:
+    # Racks of 20 hosts x 20 VMs: the queue drains for longer than a host stays down.
+    sim = Simulator(seed=1, hosts=60, vms_per_host=20, hosts_per_pod=20)
+    sim.seed_history(alerts=20_000, failures_per_hour=2.0, rack_share=0.3)
+    truth = sim.truth
+    assert len(truth.second_restarts) > 1000
+    for again in truth.second_restarts:
+        died = truth.failures[again.failure - 1].died
+        assert died is not None and died >= again.first_at
+
+
 def test_expunged_vms_are_gone_from_the_vm_list_after_their_last_alert(
     history: tuple[Simulator, SeedReport],
 ) -> None:
