@@ -353,8 +353,7 @@ class ScenarioEngine:
         rng: random.Random,
         tries: int,
     ) -> Callable[[], None]:
-        """A step: a host that this run's HA restarted VMs on dies now (retried each minute
-        while there is none yet), so its death comes after the VMs were placed there."""
+        """A step: a host this run's HA restarted VMs on dies now (else retried a minute on)."""
 
         def go() -> None:
             st = self.ctx.state

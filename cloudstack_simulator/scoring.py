@@ -77,13 +77,10 @@ class Score:
 
 
 def score(truth: Truth, archived: Iterable[str]) -> Score:
-    """Grade ``archived`` (ids a tool archived) against ``truth``'s live duplicates.
-
-    A family's duplicates are the truth's live copies of that family; its archived ids are
-    those whose alert belongs to it (``Truth.family``: ids outside every failure count under
-    ``unknown``, ``suppressed``, ``archived``, ``other`` or ``untracked``).
-    """
+    """Grade ``archived`` (ids a tool archived) against ``truth``'s live duplicates."""
     done = set(archived)
+    # Archived ids count under their alert's family (Truth.family): those outside every
+    # failure under unknown, suppressed, archived, other or untracked, never as duplicates.
     by_family = truth.duplicates_by_family()
     archived_by_family = Counter(truth.family(uuid) for uuid in done)
     families = {}

@@ -117,8 +117,7 @@ class FailureTruth:
 
 @dataclass(frozen=True, slots=True)
 class SecondRestart:
-    """A genuine second restart: HA restarted ``vm`` on a host that failed later, and HA
-    restarted it again. Its "HA starting VM" (``alert``) is canonical, never a duplicate."""
+    """HA restarted ``vm`` on a host that failed later, then again: ``alert`` is canonical."""
 
     vm: str
     first_failure: int
@@ -199,13 +198,11 @@ class Truth:
             self._family[uuid] = family
 
     def note_restart(self, failure: FailureTruth, vm: str, uuid: str, when: float) -> None:
-        """Count the "HA starting VM" ``uuid`` of ``vm`` in ``failure`` (already recorded).
-
-        The VM's first restart in a failure of another host than its previous restart's is a
-        genuine second restart: the earlier HA had placed it on the host that failed now.
-        """
+        """Count the "HA starting VM" ``uuid`` of ``vm`` in ``failure`` (already recorded)."""
         if failure.add_restart(vm) != 1:
             return
+        # A first restart in a failure of another host than the VM's previous restart's: the
+        # earlier HA had placed it on the host that failed now (a genuine second restart).
         previous = self._restarted.get(vm)
         self._restarted[vm] = (failure, uuid, when)
         if previous is None or previous[0].host_db_id == failure.host_db_id:
@@ -245,8 +242,7 @@ class Truth:
         return set(self._seconds)
 
     def family(self, uuid: str) -> str:
-        """The family of a recorded alert, else what the truth knows of it (``unknown``,
-        ``suppressed``, ``archived``, ``other``) or ``untracked``."""
+        """A recorded alert's family, else unknown, suppressed, archived, other or untracked."""
         found = self._family.get(uuid)
         if found is not None:
             return found
@@ -268,8 +264,7 @@ class Truth:
         return out
 
     def ha_facts(self) -> HaFacts:
-        """HA incidents, rounds, duplicate rounds, VMs restarted more than once and genuine
-        second restarts over every failure still visible (not archived when seeded)."""
+        """The HA facts of every failure still visible (not archived when seeded)."""
         live = [f for f in self.failures if f.rounds > 0 and not f.archived]
         return HaFacts(
             failures=len(live),
