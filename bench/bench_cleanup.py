@@ -23,11 +23,12 @@ from simproc import (
     HA_NAMES,
     PAGE_SIZE,
     SimProcess,
+    cleanup_outcome,
     client_env,
     emit,
     min_calls,
     run_child,
-    sidecar_command,
+    run_cleanup,
 )
 
 BENCH = Path(__file__).resolve().parent
@@ -61,28 +62,13 @@ def sidecar_run(alerts: int, workdir: Path, *, rps: float | None, timeout: float
     with SimProcess(workdir / "sim", alerts=alerts) as sim:
         before = sim.stats()
         sim.reset()
-        settings = {"requests_per_second": f"{rps:g}"} if rps is not None else {}
-        child = run_child(
-            [*sidecar_command(), "cleanup", "--apply", "--no-limit", "--format", "json"],
-            env=client_env(sim, workdir / "ledger.sqlite3", **settings),
-            cwd=workdir,
-            timeout=timeout,
-            name="cleanup",
-        )
+        child = run_cleanup(sim, workdir, rps=rps, timeout=timeout)
         after = sim.stats()
     result = {"tool": "sidecar", "rps": rps if rps is not None else 20.0, "max_concurrency": 4,
               **_common(sim, before, after), **child.to_json()}  # fmt: skip
     result["min_calls"] = min_calls(before["live_by_name"], before["score"]["truth_duplicates"])
     result["calls_vs_min"] = round(result["calls_total"] / result["min_calls"]["total"], 3)
-    try:
-        out = json.loads(child.stdout)
-        result["totals"] = out["totals"]
-        result["plan_summary"] = out["plan"]["summary"]
-        result["timings"] = out.get("timings", {})
-    except (ValueError, KeyError):
-        result["stdout_tail"] = child.stdout[-2000:]
-    result["stderr_tail"] = child.stderr[-1500:]
-    return result
+    return {**result, **cleanup_outcome(child)}
 
 
 def baseline_run(

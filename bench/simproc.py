@@ -152,6 +152,8 @@ class SimProcess:
     duplicate_ratio: float = 0.3
     latency_ms: float = LATENCY_MS
     start_timeout: float = 300.0
+    #: More ``simulator`` flags, e.g. ``["--failures-per-hour", "4"]`` for a busy cloud.
+    extra: list[str] = field(default_factory=list)
     ini: Path = field(init=False)
     stats_file: Path = field(init=False)
     endpoint: str = field(init=False, default="")
@@ -190,6 +192,7 @@ class SimProcess:
             cmd += ["--hosts", str(self.hosts)]
         if self.vms_per_host is not None:
             cmd += ["--vms-per-host", str(self.vms_per_host)]
+        cmd += self.extra
         log_path = self.workdir / "simulator.log"
         self._log = log_path.open("wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSTACK_", "SIDECAR_"))}
@@ -218,6 +221,14 @@ class SimProcess:
             keys = ("alerts", "live", "duplicates", "incidents")
             self.history = {k: int(seeded.group(i + 1)) for i, k in enumerate(keys)}
             self.history["seed_s"] = float(seeded.group(5))
+        busy = re.search(
+            r"busy cloud: (\d+) h at [\d.]+ failures/h on \d+ hosts, (\d+) genuine second "
+            r"restarts, (\d+) VMs expunged",
+            text,
+        )
+        if busy:
+            keys = ("span_hours", "second_restarts", "expunged")
+            self.history.update({k: int(busy.group(i + 1)) for i, k in enumerate(keys)})
 
     @property
     def base(self) -> str:
@@ -271,6 +282,31 @@ def client_env(sim: SimProcess, ledger: Path, **settings: str) -> dict[str, str]
     for name, value in settings.items():
         env[f"SIDECAR_{name.upper()}"] = value
     return env
+
+
+def run_cleanup(
+    sim: SimProcess, workdir: Path, *, rps: float | None, timeout: float
+) -> ChildResult:
+    """``cleanup --apply --no-limit --format json`` against ``sim``, a SQLite ledger in workdir."""
+    settings = {"requests_per_second": f"{rps:g}"} if rps is not None else {}
+    return run_child(
+        [*sidecar_command(), "cleanup", "--apply", "--no-limit", "--format", "json"],
+        env=client_env(sim, workdir / "ledger.sqlite3", **settings),
+        cwd=workdir,
+        timeout=timeout,
+        name="cleanup",
+    )
+
+
+def cleanup_outcome(child: ChildResult) -> dict[str, Any]:
+    """A cleanup's totals, plan summary and timings (else its output's tail), its stderr's tail."""
+    try:
+        out = json.loads(child.stdout)
+        result = {"totals": out["totals"], "plan_summary": out["plan"]["summary"],
+                  "timings": out.get("timings", {})}  # fmt: skip
+    except (ValueError, KeyError):
+        result = {"stdout_tail": child.stdout[-2000:]}
+    return {**result, "stderr_tail": child.stderr[-1500:]}
 
 
 def machine_info() -> dict[str, Any]:

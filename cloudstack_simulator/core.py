@@ -7,6 +7,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -15,8 +16,10 @@ from cloudstack_simulator.alerting import archive_out_of_band, emit_alert, purge
 from cloudstack_simulator.api import Call
 from cloudstack_simulator.api.items import alert_item, host_item, vm_item
 from cloudstack_simulator.auth import add_key, authenticate, check_method
+from cloudstack_simulator.busy import BusyCloud, seed_busy
 from cloudstack_simulator.clock import VirtualClock, parse_timezone
 from cloudstack_simulator.context import Context
+from cloudstack_simulator.detection import PING_INTERVAL, PING_TIMEOUT, Ping, set_ping
 from cloudstack_simulator.faults import FaultRegistry
 from cloudstack_simulator.hooks import run_hooks
 from cloudstack_simulator.inventory import Layout, build
@@ -56,6 +59,8 @@ class Simulator:
         zone_name: str = "zone-a",
         enforce_post: bool = False,
         send_date: bool = False,
+        ping_interval: float = PING_INTERVAL,
+        ping_timeout: float = PING_TIMEOUT,
     ) -> None:
         if tie_order not in ("shuffle", "stable"):
             raise ValueError("tie_order must be 'shuffle' or 'stable'")
@@ -90,6 +95,8 @@ class Simulator:
             hosts, vms_per_host, hosts_per_pod, non_ha_per_host, host_ha, system_vms, zone_name
         )
         build(self.context.state, self.context.clock.time(), self.layout)
+        # Served by listConfigurations and played by host failures (detection.py).
+        set_ping(self.context.state, Ping(ping_interval, ping_timeout))
         self.key, self.secret = self.create_key(None, key=key, secret=secret)
         self._server: SimulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -307,17 +314,36 @@ class Simulator:
         return run
 
     def seed_history(
-        self, alerts: int, duplicate_ratio: float = 0.3, months: int = 6, **options: Any
+        self,
+        alerts: int,
+        duplicate_ratio: float = 0.3,
+        months: int = 6,
+        *,
+        failures_per_hour: float | None = None,
+        **options: Any,
     ) -> SeedReport:
-        """Build a realistic alert history ending two hours before now (see ``seed.py``)."""
-        return seed_history(
-            self.context,
-            alerts,
-            vms_per_host=self.layout.vms_per_host,
-            duplicate_ratio=duplicate_ratio,
-            months=months,
-            **options,
-        )
+        """Build a realistic alert history ending two hours before now (see ``seed.py``).
+
+        ``failures_per_hour`` makes it a busy cloud's (``busy.py``; ``months`` then has no
+        say: the failures take the time they need): ``options`` may then also hold the other
+        fields of :class:`~cloudstack_simulator.busy.BusyCloud` (``rack_share``,
+        ``parallel_spread``, ``expunged_share``, ``second_failure_share``).
+        """
+        busy_fields = {f.name for f in fields(BusyCloud)}
+        busy_options = {k: options.pop(k) for k in list(options) if k in busy_fields}
+        if failures_per_hour is None:
+            if busy_options:
+                raise ValueError(f"{', '.join(sorted(busy_options))} need failures_per_hour")
+            return seed_history(
+                self.context,
+                alerts,
+                vms_per_host=self.layout.vms_per_host,
+                duplicate_ratio=duplicate_ratio,
+                months=months,
+                **options,
+            )
+        busy = BusyCloud(failures_per_hour, **busy_options)
+        return seed_busy(self.context, alerts, busy, duplicate_ratio=duplicate_ratio, **options)
 
     # -- serving -------------------------------------------------------------------------------
 

@@ -61,7 +61,11 @@ class _Restart:
 
 
 def destination(state: State, vm: Vm, failed: Host) -> Host | None:
-    """A host to restart on: Up, Enabled, Routing, same zone, least loaded (then id)."""
+    """A host to restart on: Up, Enabled, Routing, same zone, least loaded (then id).
+
+    A host whose agent died but is still Up (not yet past its ping timeout) is skipped: the
+    start there fails and the planner tries another host.
+    """
     load: dict[int, int] = {}
     for other in state.vms.values():
         if other.host_id is not None and other.removed is None:
@@ -71,6 +75,7 @@ def destination(state: State, vm: Vm, failed: Host) -> Host | None:
         for h in state.hosts.values()
         if h.type == "Routing"
         and h.status == "Up"
+        and h.agent_alive
         and h.resource_state == "Enabled"
         and h.removed is None
         and h.id != failed.id
@@ -120,7 +125,6 @@ class HaManager:
         href, zref, pod = host_refs(self.ctx.state, host)
         subject, body = profile.host_is_down(href, zref, pod, names)
         send_alert(self.ctx, "ALERT.COMPUTE.HOST", host, subject, body, failure)
-        failure.rounds += 1
         created = 0
         for vm in chosen:
             if vm.host_id is not None and vm.host_id != host.id:
@@ -307,8 +311,9 @@ class HaManager:
     def _ha_started(self, failure: FailureTruth, vm: Vm) -> None:
         vref = vm_ref(vm)
         subject, body = self.ctx.profile.ha_starting(vref)
-        send_alert(self.ctx, VM_ALERT_NAME_BY_KIND[vm.vm_type], vm, subject, body, failure)
-        failure.add_restart(vm.name)
+        uuid = send_alert(self.ctx, VM_ALERT_NAME_BY_KIND[vm.vm_type], vm, subject, body, failure)
+        if uuid is not None:
+            self.ctx.truth.note_restart(failure, vm.name, uuid, self.ctx.clock.time())
 
     def _ha_event(self, vm: Vm, state: str) -> None:
         if not self.ctx.profile.ha_events:

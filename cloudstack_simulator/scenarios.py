@@ -20,6 +20,7 @@ from typing import Any
 
 from cloudstack_simulator.alerting import open_failure, send_alert
 from cloudstack_simulator.context import Context
+from cloudstack_simulator.detection import Phases, detected_at, ping_of
 from cloudstack_simulator.ha import MS_ID, HaManager, destination
 from cloudstack_simulator.refs import host_refs
 from cloudstack_simulator.state import HaWork, Host, Vm, stamp
@@ -27,6 +28,10 @@ from cloudstack_simulator.steps import ScenarioRun, Steps
 from cloudstack_simulator.truth import FailureTruth
 
 SCENARIOS = ("host-crash", "disconnect-flap", "mass-failure", "maintenance")
+#: Seconds after a mass failure within which its unrelated and second host failures come.
+BUSY_WINDOW = 900.0
+#: Seconds after a mass failure when its ``expunge`` VMs are expunged (HA work is over).
+EXPUNGE_AFTER = 2400.0
 
 
 class ScenarioEngine:
@@ -64,15 +69,10 @@ class ScenarioEngine:
             if host is None or host.type != "Routing":
                 raise ValueError(f"no hypervisor host {ref!r} in the simulator")
             return host
-        for host in sorted(st.hosts.values(), key=lambda h: h.id):
-            if (
-                host.type == "Routing"
-                and host.status == "Up"
-                and host.removed is None
-                and any(vm.ha_enabled for vm in st.vms_on_host(host.id))
-            ):
-                return host
-        raise ValueError("no Up hypervisor host with HA-enabled VMs is left to fail")
+        candidates = self._up_with_ha_vms()
+        if not candidates:
+            raise ValueError("no Up hypervisor host with HA-enabled VMs is left to fail")
+        return candidates[0]
 
     def _open_failure(self, run: ScenarioRun, host: Host, kind: str) -> FailureTruth:
         failure = open_failure(self.ctx, host, kind, self.ctx.clock.time())
@@ -86,7 +86,8 @@ class ScenarioEngine:
         host: str | int | None = None,
         *,
         delay: float = 0.0,
-        detect_after: float = 150.0,
+        detect_after: float | None = None,
+        stagger: bool = False,
         investigations: int = 2,
         fence: bool | None = None,
         fence_after: float = 20.0,
@@ -94,13 +95,19 @@ class ScenarioEngine:
         parallel_rate: float = 0.25,
         recover_after: float | None = 900.0,
     ) -> None:
-        """A hypervisor's agent dies with HA-enabled VMs on it."""
+        """A hypervisor's agent dies with HA-enabled VMs on it.
+
+        ``detect_after``: seconds from the death to the ping timeout (default: the
+        ``ping.timeout × ping.interval`` served, 150 s); ``stagger``: instead, when the ping
+        monitor would notice this host (``detection.detected_at``: its last ping, the
+        management server's clock and monitor).
+        """
         target = self._pick_host(host)
         self._crash(
             run,
             target,
             delay=delay,
-            detect_after=detect_after,
+            detect_after=None if stagger else self._ping_timeout(detect_after),
             investigations=investigations,
             fence=fence,
             fence_after=fence_after,
@@ -108,28 +115,41 @@ class ScenarioEngine:
             recover_after=recover_after,
         )
 
+    def _ping_timeout(self, detect_after: float | None) -> float:
+        """``detect_after`` or the ping timeout the simulator serves (150 s by default)."""
+        return float(ping_of(self.ctx.state).limit) if detect_after is None else detect_after
+
+    def _detection(self, host: Host, died: float) -> float:
+        """Seconds from ``host``'s death at ``died`` until the ping monitor notices it."""
+        ping = ping_of(self.ctx.state)
+        agent = random.Random(f"{self.ctx.seed}:agent:{host.id}").uniform(0.0, ping.interval)
+        return detected_at(ping, Phases.of(self.ctx.seed, ping), died, agent) - died
+
     def _crash(
         self,
         run: ScenarioRun,
         host: Host,
         *,
         delay: float,
-        detect_after: float,
+        detect_after: float | None,
         investigations: int,
         fence: bool | None,
         fence_after: float,
         opts: dict[str, Any],
         recover_after: float | None,
     ) -> None:
+        """``host``'s agent dies after ``delay``; ``detect_after`` None: its own ping timeout."""
         failure = self._open_failure(run, host, "host-crash")
         rng = random.Random(f"{self.ctx.seed}:{run.id}:{run.name}:{host.id}")
         profile = self.ctx.profile
         t0 = self.ctx.clock.time() + delay
-        t1 = t0 + detect_after
+        t1 = t0 + (self._detection(host, t0) if detect_after is None else detect_after)
+        failure.died = t0
         do_fence = (host.ha_config and host.ha_enabled) if fence is None else fence
 
         def agent_dies() -> None:
             host.last_ping = stamp(self.ctx.clock.time())
+            host.agent_alive = False
             self.steps.set_ha_state(host, "Suspect")
 
         def ping_timeout() -> None:
@@ -158,6 +178,7 @@ class ScenarioEngine:
         def recover() -> None:
             self.steps.set_host_status(host, "Connecting")
             host.last_ping = stamp(self.ctx.clock.time())
+            host.agent_alive = True
 
         def up() -> None:
             self.steps.set_host_status(host, "Up")
@@ -231,7 +252,8 @@ class ScenarioEngine:
         pod: str | None = None,
         *,
         hosts: list[str] | None = None,
-        detect_after: float = 150.0,
+        detect_after: float | None = None,
+        stagger: bool = False,
         investigations: int = 2,
         fence: bool | None = None,
         fence_after: float = 20.0,
@@ -239,8 +261,19 @@ class ScenarioEngine:
         parallel_rate: float = 0.25,
         capacity: int | None = None,
         recover_after: float | None = 1800.0,
+        unrelated: int = 0,
+        second_failures: int = 0,
+        expunge: int = 0,
     ) -> None:
-        """A rack (pod) of hosts fails at once; VMs restart on the surviving hosts."""
+        """A rack (pod) of hosts fails at once; VMs restart on the surviving hosts.
+
+        Opt-in, what makes a busy cloud hard to read (defaults: none of it): ``stagger``
+        detects each host after its own ping timeout; ``unrelated`` other hosts die at random
+        within :data:`BUSY_WINDOW` seconds, their rounds landing among the rack's restarts;
+        ``second_failures`` hosts that HA restarted the rack's VMs on die afterwards, so those
+        VMs are restarted again (genuine second restarts); ``expunge`` VMs that HA restarted
+        are expunged :data:`EXPUNGE_AFTER` seconds after the rack died.
+        """
         st = self.ctx.state
         if hosts:
             targets = [self._pick_host(h) for h in hosts]
@@ -263,19 +296,101 @@ class ScenarioEngine:
                 if h.id not in failed:
                     h.capacity = capacity
         rng = self._rng(run)
-        opts = {"pickup_delay": pickup_delay, "parallel_rate": parallel_rate}
+        crash: dict[str, Any] = {
+            "detect_after": None if stagger else self._ping_timeout(detect_after),
+            "investigations": investigations,
+            "fence": fence,
+            "fence_after": fence_after,
+            "opts": {"pickup_delay": pickup_delay, "parallel_rate": parallel_rate},
+            "recover_after": recover_after,
+        }
         for host in targets:
-            self._crash(
-                run,
-                host,
-                delay=rng.uniform(0.0, 5.0),
-                detect_after=detect_after,
-                investigations=investigations,
-                fence=fence,
-                fence_after=fence_after,
-                opts=opts,
-                recover_after=recover_after,
-            )
+            self._crash(run, host, delay=rng.uniform(0.0, 5.0), **crash)
+        failed = {h.id for h in targets}
+        extra = random.Random(f"{self.ctx.seed}:{run.id}:busy")
+        others = [h for h in self._up_with_ha_vms() if h.id not in failed]
+        for host in extra.sample(others, min(unrelated, len(others))):
+            failed.add(host.id)
+            self._crash(run, host, delay=extra.uniform(0.0, BUSY_WINDOW), **crash)
+        t0 = self.ctx.clock.time()
+        for k in range(second_failures):
+            when = t0 + extra.uniform(BUSY_WINDOW / 3, BUSY_WINDOW)
+            go = self._second_failure(run, failed, crash, extra, tries=10)
+            self.steps.at(run, when, go, f"second-failure-{k + 1}")
+        if expunge:
+            go = self._expunge(run, expunge, extra)
+            self.steps.at(run, t0 + EXPUNGE_AFTER, go, "expunge-restarted-vms")
+
+    def _up_with_ha_vms(self) -> list[Host]:
+        """Up hypervisors with a live agent and HA-enabled VMs, by id."""
+        st = self.ctx.state
+        return [
+            h
+            for h in sorted(st.hosts.values(), key=lambda h: h.id)
+            if h.type == "Routing"
+            and h.status == "Up"
+            and h.removed is None
+            and h.agent_alive
+            and any(vm.ha_enabled for vm in st.vms_on_host(h.id))
+        ]
+
+    def _restarted_by(self, run: ScenarioRun) -> list[Vm]:
+        """VMs this run's HA restarted ("HA starting VM" sent), still Running, by id."""
+        st = self.ctx.state
+        ours = {f.id for f in run.failures}
+        ids = {
+            w.instance_id
+            for w in st.ha_work
+            if w.failure_id in ours and w.outcome.startswith("restarted")
+        }
+        return [st.vms[i] for i in sorted(ids) if st.vms[i].state == "Running"]
+
+    def _second_failure(
+        self,
+        run: ScenarioRun,
+        failed: set[int],
+        crash: dict[str, Any],
+        rng: random.Random,
+        tries: int,
+    ) -> Callable[[], None]:
+        """A step: a host this run's HA restarted VMs on dies now (else retried a minute on)."""
+
+        def go() -> None:
+            st = self.ctx.state
+            placed = {vm.host_id for vm in self._restarted_by(run)}
+            candidates = [
+                h
+                for h in self._up_with_ha_vms()
+                if h.id in placed
+                and h.id not in failed
+                and all(vm.state == "Running" for vm in st.vms_on_host(h.id))
+            ]
+            if not candidates:
+                if tries > 0:
+                    again = self._second_failure(run, failed, crash, rng, tries - 1)
+                    self.steps.at(run, self.ctx.clock.time() + 60.0, again, "second-failure-retry")
+                return
+            host = rng.choice(candidates)
+            failed.add(host.id)
+            self._crash(run, host, delay=0.0, **crash)
+
+        return go
+
+    def _expunge(self, run: ScenarioRun, count: int, rng: random.Random) -> Callable[[], None]:
+        """A step: expunge ``count`` VMs this run's HA restarted that have no HA work left."""
+
+        def go() -> None:
+            st = self.ctx.state
+            busy = {
+                w.instance_id for w in st.ha_work if w.step not in ("Done", "Cancelled", "Error")
+            }
+            idle = [vm for vm in self._restarted_by(run) if vm.id not in busy]
+            for vm in rng.sample(idle, min(count, len(idle))):
+                self.steps.vm_changed(vm, state="Expunging", host_id=None, last_host_id=vm.host_id)
+                vm.removed = self.ctx.clock.time()
+                self.ctx.truth.expunged_vms.append(vm.name)
+
+        return go
 
     def _maintenance(
         self, run: ScenarioRun, host: str | int | None = None, *, duration: float = 600.0

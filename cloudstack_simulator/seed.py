@@ -13,13 +13,14 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from cloudstack_simulator.alerting import open_failure
 from cloudstack_simulator.context import Context
 from cloudstack_simulator.inventory import add_removed_host
 from cloudstack_simulator.refs import host_refs, vm_ref
 from cloudstack_simulator.state import Host, State, Vm
-from cloudstack_simulator.truth import Truth
+from cloudstack_simulator.truth import FailureTruth, Truth
 from sidecar.model.constants import ALERT_TYPES, VM_ALERT_NAME_BY_KIND
 
 #: Smallest gap between two incidents of one host (the reconciler's window is 10 minutes).
@@ -39,13 +40,25 @@ class SeedReport:
     canonicals: int
     unknown: int
     suppressed: int
-    historic_hosts: int
     duplicate_ratio: float
     seconds: float
+    #: Decommissioned hosts added to hold the history's incidents.
+    historic_hosts: int = 0
+    #: Hours the history spans (0: the ``months`` asked for).
+    span_hours: float = 0.0
+    #: Genuine second restarts and expunged VMs (a busy cloud's history only).
+    second_restarts: int = 0
+    expunged: int = 0
+
+
+#: An alert to write: (time, alert name, text kind, VM or None, copies it may have).
+Planned = tuple[float, str, str, Vm | None, int]
+#: An alert written: (time, alert name, text kind, VM or None).
+Emitted = tuple[float, str, str, Vm | None]
 
 
 @dataclass
-class _Slot:
+class Slot:
     host: Host
     vms: list[Vm]
 
@@ -84,7 +97,7 @@ _UNKNOWN = (
 )
 
 
-class _Builder:
+class Builder:
     """Collects rows and truth for one ``seed_history`` call."""
 
     def __init__(self, ctx: Context, rng: random.Random) -> None:
@@ -146,8 +159,74 @@ class _Builder:
     def _vms_of(self, host: Host) -> list[Vm]:
         return self.slot_vms.get(host.id, [])
 
+    def flush(self) -> int:
+        """Store the rows in the alert table in time order; returns how many are archived."""
+        table = self.ctx.state.alerts
+        self.rows.sort(key=lambda r: r[0])
+        for when, name, subject, body, zone, pod, uuid, archived in self.rows:
+            table.append_raw(
+                uuid, ALERT_TYPES[name], name, subject, body, zone, pod, 0, when, when, archived
+            )
+        table.rebuild()
+        return sum(1 for r in self.rows if r[7])
 
-def _slots(st: State, needed: int, vms_per_host: int, removed_at: float) -> tuple[list[_Slot], int]:
+    def place(self, host: Host, vms: list[Vm]) -> None:
+        """``host`` runs ``vms`` from now on (its next "Host is down" lists them)."""
+        self.slot_vms[host.id] = vms
+        self.texts.pop(("host_is_down", host.id, 0), None)
+
+
+@dataclass
+class Budget:
+    """How ``alerts`` split into kinds, and the HA-family alerts still to write."""
+
+    suppressed: int
+    unknown: int
+    canonicals: int
+    duplicates: int
+    canon_left: int
+    dup_left: int
+
+    @classmethod
+    def split(
+        cls, alerts: int, duplicate_ratio: float, unknown_ratio: float, suppressed_ratio: float
+    ) -> Budget:
+        """The split of ``alerts``; checks the request."""
+        if alerts < 0 or not 0.0 <= duplicate_ratio < 1.0:
+            raise ValueError("alerts must be >= 0 and duplicate_ratio in [0, 1)")
+        suppressed = round(alerts * suppressed_ratio)
+        unknown = round(alerts * unknown_ratio)
+        n_ha = max(0, alerts - suppressed - unknown)
+        duplicates = round(n_ha * duplicate_ratio)
+        canonicals = n_ha - duplicates
+        return cls(suppressed, unknown, canonicals, duplicates, canonicals, duplicates)
+
+    def spend(self, canonicals: int, duplicates: int) -> None:
+        """Count alerts written."""
+        self.canon_left -= canonicals
+        self.dup_left -= duplicates
+
+    def report(self, b: Builder, incidents: int, started: float, **extra: Any) -> SeedReport:
+        """Store ``b``'s rows and say what was built (``extra``: more SeedReport fields)."""
+        archived = b.flush()
+        duplicates = self.duplicates - self.dup_left
+        ha_rows = self.canonicals - self.canon_left + duplicates
+        return SeedReport(
+            alerts=len(b.rows),
+            live=len(b.rows) - archived,
+            archived=archived,
+            incidents=incidents,
+            duplicates=duplicates,
+            canonicals=self.canonicals - self.canon_left,
+            unknown=self.unknown,
+            suppressed=self.suppressed,
+            duplicate_ratio=duplicates / ha_rows if ha_rows else 0.0,
+            seconds=time.perf_counter() - started,
+            **extra,
+        )
+
+
+def _slots(st: State, needed: int, vms_per_host: int, removed_at: float) -> tuple[list[Slot], int]:
     """Every listed hypervisor with its VMs, plus decommissioned ones until there are ``needed``."""
     slots = []
     for host in sorted(st.hosts.values(), key=lambda h: h.id):
@@ -157,17 +236,17 @@ def _slots(st: State, needed: int, vms_per_host: int, removed_at: float) -> tupl
             (v for v in st.vms.values() if v.host_id == host.id and v.removed is None),
             key=lambda v: (v.vm_type == "User", v.id),
         )
-        slots.append(_Slot(host, vms))
+        slots.append(Slot(host, vms))
     added = 0
     while len(slots) < needed:
         added += 1
         host = add_removed_host(st, f"kvm-old-{added:03d}", max(1, vms_per_host), removed_at)
         vms = sorted((v for v in st.vms.values() if v.last_host_id == host.id), key=lambda v: v.id)
-        slots.append(_Slot(host, vms))
+        slots.append(Slot(host, vms))
     return slots, added
 
 
-def _round(value: float, rng: random.Random) -> int:
+def stochastic_round(value: float, rng: random.Random) -> int:
     """Stochastic rounding (keeps the expected total exact)."""
     base = math.floor(value)
     return base + (1 if rng.random() < value - base else 0)
@@ -185,27 +264,20 @@ def seed_history(
     archived_ratio: float = 0.01,
 ) -> SeedReport:
     """Add about ``alerts`` historical alerts; ``vms_per_host`` sizes decommissioned hosts."""
-    if alerts < 0 or not 0.0 <= duplicate_ratio < 1.0:
-        raise ValueError("alerts must be >= 0 and duplicate_ratio in [0, 1)")
+    budget = Budget.split(alerts, duplicate_ratio, unknown_ratio, suppressed_ratio)
     started = time.perf_counter()
     with ctx.lock:
         rng = random.Random(f"history:{ctx.seed}:{len(ctx.state.alerts)}")
-        builder = _Builder(ctx, rng)
+        builder = Builder(ctx, rng)
         truth = ctx.truth
         now = ctx.clock.time()
         end = now - 2 * HOUR
         begin = now - months * 30 * 86400.0
         span = max(end - begin, 4 * MIN_GAP)
 
-        n_suppressed = round(alerts * suppressed_ratio)
-        n_unknown = round(alerts * unknown_ratio)
-        n_ha = max(0, alerts - n_suppressed - n_unknown)
-        dup_budget = round(n_ha * duplicate_ratio)
-        canon_budget = n_ha - dup_budget
-
         vms_per_host = max(1, vms_per_host)
         avg_canon = 2.6 + vms_per_host
-        incidents_wanted = int(canon_budget / avg_canon * 1.3) + 2
+        incidents_wanted = int(budget.canonicals / avg_canon * 1.3) + 2
         per_slot_cap = max(1, int(span / (MIN_GAP * 2.0)))
         needed = math.ceil(incidents_wanted / per_slot_cap)
         slots, historic = _slots(ctx.state, needed, vms_per_host, end)
@@ -224,50 +296,26 @@ def seed_history(
             starts.extend((begin + p + i * MIN_GAP, index) for i, p in enumerate(points))
         starts.sort()
 
-        canon_left, dup_left = canon_budget, dup_budget
         incidents = 0
         for start, index in starts:
-            if canon_left <= 0:
+            if budget.canon_left <= 0:
                 break
             slot = slots[index]
             incidents += 1
             used_c, used_d = _incident(
-                builder, truth, slot, start, canon_left, dup_left, rng, archived_ratio
+                builder, truth, slot, start, budget.canon_left, budget.dup_left, rng, archived_ratio
             )
-            canon_left -= used_c
-            dup_left -= used_d
+            budget.spend(used_c, used_d)
 
-        _suppressed(builder, truth, n_suppressed, begin, span, rng)
-        _unknown(builder, truth, slots, n_unknown, begin, span, rng)
-
-        table = ctx.state.alerts
-        builder.rows.sort(key=lambda r: r[0])
-        for when, name, subject, body, zone, pod, uuid, archived in builder.rows:
-            table.append_raw(
-                uuid, ALERT_TYPES[name], name, subject, body, zone, pod, 0, when, when, archived
-            )
-        table.rebuild()
-        archived_total = sum(1 for r in builder.rows if r[7])
-        ha_rows = canon_budget - canon_left + dup_budget - dup_left
-        return SeedReport(
-            alerts=len(builder.rows),
-            live=len(builder.rows) - archived_total,
-            archived=archived_total,
-            incidents=incidents,
-            duplicates=dup_budget - dup_left,
-            canonicals=canon_budget - canon_left,
-            unknown=n_unknown,
-            suppressed=n_suppressed,
-            historic_hosts=historic,
-            duplicate_ratio=(dup_budget - dup_left) / ha_rows if ha_rows else 0.0,
-            seconds=time.perf_counter() - started,
-        )
+        add_suppressed(builder, truth, budget.suppressed, begin, span, rng)
+        add_unknown(builder, truth, slots, budget.unknown, begin, span, rng)
+        return budget.report(builder, incidents, started, historic_hosts=historic)
 
 
 def _incident(
-    b: _Builder,
+    b: Builder,
     truth: Truth,
-    slot: _Slot,
+    slot: Slot,
     start: float,
     canon_left: int,
     dup_left: int,
@@ -278,8 +326,7 @@ def _incident(
     host = slot.host
     roll = rng.random()
     kind = "crash" if roll < 0.88 else ("flap" if roll < 0.96 else "alert-state")
-    # (time, name, text key, vm or None, copies allowed)
-    events: list[tuple[float, str, str, Vm | None, int]] = []
+    events: list[Planned] = []
     if kind == "crash":
         events.append((start, "ALERT.COMPUTE.HOST", "host_down", None, 2))
         events.append((start + 1.0, "ALERT.COMPUTE.HOST", "host_is_down", None, 3))
@@ -298,8 +345,26 @@ def _incident(
         events.append((start, "ALERT.COMPUTE.HOST", "alert_state", None, 1))
     canon = min(len(events), canon_left)
     events = events[:canon]
-    want = _round(dup_left / max(1, canon_left) * canon, rng) if dup_left > 0 else 0
-    want = min(want, dup_left)
+    want = stochastic_round(dup_left / max(1, canon_left) * canon, rng) if dup_left > 0 else 0
+    copies = plan_copies(events, min(want, dup_left))
+    archived = rng.random() < archived_ratio
+    failure = open_failure(b.ctx, host, f"history-{kind}", start)
+    emitted: list[Emitted] = []
+    for i, (at, alert_name, kind_of_text, subject_vm, _cap) in enumerate(events):
+        emitted.append((at, alert_name, kind_of_text, subject_vm))
+        for c in range(copies[i]):
+            gap = (
+                (3.0 * (c + 1) + rng.uniform(0.0, 1.5))
+                if kind_of_text != "disconnected"
+                else 45.0 * (c + 1)
+            )
+            emitted.append((at + gap, alert_name, kind_of_text, subject_vm))
+    write_incident(b, truth, failure, host, emitted, archived)
+    return canon, sum(copies)
+
+
+def plan_copies(events: list[Planned], want: int) -> list[int]:
+    """Copies per event (at most its capacity) until ``want`` are placed."""
     copies = [0] * len(events)
     capacity = [e[4] for e in events]
     # Fill copies round-robin, "Host is down" rounds first (the main duplicate source).
@@ -311,37 +376,35 @@ def _incident(
             if copies[i] < capacity[i]:
                 copies[i] += 1
                 want -= 1
-    archived = rng.random() < archived_ratio
-    failure = open_failure(b.ctx, host, f"history-{kind}", start)
-    emitted: list[tuple[float, str, str, Vm | None]] = []
-    for i, (at, alert_name, kind_of_text, subject_vm, _cap) in enumerate(events):
-        emitted.append((at, alert_name, kind_of_text, subject_vm))
-        for c in range(copies[i]):
-            gap = (
-                (3.0 * (c + 1) + rng.uniform(0.0, 1.5))
-                if kind_of_text != "disconnected"
-                else 45.0 * (c + 1)
-            )
-            emitted.append((at + gap, alert_name, kind_of_text, subject_vm))
+    return copies
+
+
+def write_incident(
+    b: Builder,
+    truth: Truth,
+    failure: FailureTruth,
+    host: Host,
+    emitted: list[Emitted],
+    archived: bool,
+) -> None:
+    """Write one failure's alerts (in time order) and file them in the truth."""
     emitted.sort(key=lambda e: e[0])
     written: list[str] = []
     for when, name, text_kind, vm in emitted:
         text = b.text(text_kind, host, vm)
         uuid = b.add(when, name, text, vm or host, archived)
         truth.record(failure, uuid, text[0], int(when))
-        if text_kind == "host_is_down":
-            failure.rounds += 1
-        elif text_kind == "ha_starting" and vm is not None:
-            failure.add_restart(vm.name)
+        if text_kind == "ha_starting" and vm is not None:
+            truth.note_restart(failure, vm.name, uuid, int(when))
         written.append(uuid)
     failure.close()
     if archived:
+        failure.archived = True
         truth.forget(set(written))
-    return canon, sum(copies)
 
 
-def _suppressed(
-    b: _Builder, truth: Truth, count: int, begin: float, span: float, rng: random.Random
+def add_suppressed(
+    b: Builder, truth: Truth, count: int, begin: float, span: float, rng: random.Random
 ) -> None:
     """Capacity / sync alerts: one live row per type and place, older ones archived."""
     st = b.ctx.state
@@ -376,10 +439,10 @@ def _suppressed(
                 truth.archived_ids.add(uuid)
 
 
-def _unknown(
-    b: _Builder,
+def add_unknown(
+    b: Builder,
     truth: Truth,
-    slots: list[_Slot],
+    slots: list[Slot],
     count: int,
     begin: float,
     span: float,

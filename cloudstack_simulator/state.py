@@ -78,6 +78,9 @@ class Host:
     ha_enabled: bool = True
     ha_state: str = "Available"
     capacity: int = 32
+    #: Simulator only: False from the agent's death until it reconnects. The management
+    #: server still shows the host Up until the ping timeout, but a VM started there fails.
+    agent_alive: bool = True
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cloudstack_simulator.clock import VirtualClock
+from cloudstack_simulator.scoring import score
 from cloudstack_simulator.state import State
 from cloudstack_simulator.truth import Truth
 
@@ -140,17 +141,20 @@ def export_stats(sim: Scored, *, ids: bool = False) -> dict[str, Any]:
     """Stats plus a score against the ground truth, JSON-ready (for ``--stats-file``).
 
     ``wrong_archives`` are alerts archived through the API that the truth does not call
-    duplicates (canonicals, separate incidents, unknown formats); ``ids`` adds the id lists.
+    duplicates (canonicals, separate incidents, unknown formats); ``graded`` is
+    ``scoring.score`` of them (recall and precision per family, genuine second restarts
+    archived); ``ids`` adds the id lists.
     """
     out = sim.stats.snapshot()
+    archived = sim.stats.archived_by_clients()
     with sim.lock:
         table = sim.state.alerts
         live_by_name = {name: len(keys) for name, keys in sorted(table.live_by_name.items())}
         truth_duplicates = sim.truth.duplicate_ids
         canonicals = sim.truth.canonical_ids
         summary = sim.truth.summary()
+        graded = score(sim.truth, archived).to_json()
         now = sim.clock.time()
-    archived = sim.stats.archived_by_clients()
     wrong = archived - truth_duplicates
     out.update(
         live=sum(live_by_name.values()),
@@ -164,6 +168,7 @@ def export_stats(sim: Scored, *, ids: bool = False) -> dict[str, Any]:
             "missed_duplicates": len(truth_duplicates - archived),
             "wrong_archives": len(wrong),
             "wrong_canonicals": len(wrong & canonicals),
+            "graded": graded,
         },
     )
     if ids:

@@ -6,6 +6,11 @@ archives. Copies of one subject are seconds apart (< 2 min, never in the same se
 separate failures of one host are far apart (> 1 h in seeded history). A repeat more than
 :data:`GAP` seconds after the previous alert of its subject (an HA retry every
 ``restart.retry.interval``) starts a new group: it is canonical, not a copy.
+
+Per failure it also keeps the HA facts (rounds, VMs restarted more than once, when the host
+died and when its first round came) and, across failures, the genuine second restarts: a VM
+that HA placed on a host that failed later and was restarted again (canonical, never a copy).
+``scoring.score`` grades a set of archived ids against it, per family.
 """
 
 from __future__ import annotations
@@ -16,6 +21,30 @@ from dataclasses import dataclass, field
 #: Alerts of one subject further apart than this are separate (the reconciler's default
 #: ``alert_gap_window``).
 GAP = 600.0
+
+#: Subject prefix -> family of the alerts the simulator writes (cloudstack.md §6). The
+#: simulator formats every subject itself, so the prefix tells the family exactly; the names
+#: match the sidecar's families so that scores read alike.
+FAMILY_PREFIXES = (
+    ("Host down, ", "host_down"),
+    ("Host is down, ", "host_is_down"),
+    ("Host disconnected, ", "host_disconnected"),
+    ("Host in ALERT state, ", "host_alert_state"),
+    ("HA starting VM: ", "ha_starting_vm"),
+    ("Unable to restart ", "unable_to_restart"),
+    ("HA Fencing of host ", "host_ha_action"),
+    ("HA Recovery of host ", "host_ha_action"),
+)
+#: Family of an alert of a failure whose subject has none of the prefixes.
+OTHER = "other"
+
+
+def family_of(subject: str) -> str:
+    """The family of a subject the simulator wrote."""
+    for prefix, family in FAMILY_PREFIXES:
+        if subject.startswith(prefix):
+            return family
+    return OTHER
 
 
 @dataclass
@@ -30,10 +59,18 @@ class FailureTruth:
     zone: str
     started: float
     profile: str
+    #: When the host died (None: no death, e.g. a flapping agent).
+    died: float | None = None
+    #: When its first "Host is down, …" was sent (None: no HA round).
+    first_round: float | None = None
     #: ``scheduleRestartForVmsOnHost`` calls that sent a "Host is down, …" alert.
     rounds: int = 0
     #: VM names with more than one "HA starting VM" alert.
     vms_restarted_more_than_once: list[str] = field(default_factory=list)
+    #: VM names an earlier failure's HA had restarted on this host (genuine second restarts).
+    second_restarts: list[str] = field(default_factory=list)
+    #: Archived when seeded: invisible to ``listAlerts``.
+    archived: bool = False
     #: Every alert uuid of this failure, in emission order.
     alert_ids: list[str] = field(default_factory=list)
     canonical_ids: list[str] = field(default_factory=list)
@@ -69,11 +106,43 @@ class FailureTruth:
         self._starts = Counter()
         self.closed = True
 
-    def add_restart(self, vm_name: str) -> None:
-        """Count an "HA starting VM" of ``vm_name``."""
+    def add_restart(self, vm_name: str) -> int:
+        """Count an "HA starting VM" of ``vm_name``; returns its count in this failure."""
         self._starts[vm_name] += 1
-        if self._starts[vm_name] == 2:
+        count = self._starts[vm_name]
+        if count == 2:
             self.vms_restarted_more_than_once.append(vm_name)
+        return count
+
+
+@dataclass(frozen=True, slots=True)
+class SecondRestart:
+    """HA restarted ``vm`` on a host that failed later, then again: ``alert`` is canonical."""
+
+    vm: str
+    first_failure: int
+    first_alert: str
+    first_at: float
+    failure: int
+    alert: str
+    at: float
+
+    @property
+    def within_gap(self) -> bool:
+        """Within :data:`GAP` of the first restart: one gap window alone would merge them."""
+        return self.at - self.first_at <= GAP
+
+
+@dataclass(frozen=True, slots=True)
+class HaFacts:
+    """HA work over every live failure, as a report that scans the whole history counts it."""
+
+    #: Host failures with at least one "Host is down" round (HA incidents).
+    failures: int
+    rounds: int
+    duplicate_rounds: int
+    vms_restarted_more_than_once: int
+    genuine_second_restarts: int
 
 
 @dataclass
@@ -89,8 +158,16 @@ class Truth:
     archived_ids: set[str] = field(default_factory=set)
     #: Alerts added by faults or tests outside any failure.
     other_ids: set[str] = field(default_factory=set)
+    #: VMs HA restarted that were expunged afterwards (absent from listVirtualMachines).
+    expunged_vms: list[str] = field(default_factory=list)
     _duplicates: set[str] = field(default_factory=set, repr=False)
     _canonicals: set[str] = field(default_factory=set, repr=False)
+    #: uuid -> family of every recorded de-duplicable alert.
+    _family: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Live genuine second restarts by their alert, in the order they happened.
+    _seconds: dict[str, SecondRestart] = field(default_factory=dict, repr=False)
+    #: VM name -> (failure, alert uuid, time) of its latest first-restart in a failure.
+    _restarted: dict[str, tuple[FailureTruth, str, float]] = field(default_factory=dict, repr=False)
 
     def new_failure(self, **kwargs: object) -> FailureTruth:
         """Open a failure record."""
@@ -108,16 +185,41 @@ class Truth:
         dedupable: bool = True,
     ) -> None:
         """Record an alert of ``failure`` sent at epoch second ``when``."""
+        family = family_of(subject)
+        if family == "host_is_down":
+            failure.rounds += 1
+            if failure.first_round is None:
+                failure.first_round = when
         if failure.add_alert(uuid, subject, when, dedupable=dedupable):
             self._duplicates.add(uuid)
         elif dedupable:
             self._canonicals.add(uuid)
+        if dedupable:
+            self._family[uuid] = family
+
+    def note_restart(self, failure: FailureTruth, vm: str, uuid: str, when: float) -> None:
+        """Count the "HA starting VM" ``uuid`` of ``vm`` in ``failure`` (already recorded)."""
+        if failure.add_restart(vm) != 1:
+            return
+        # A first restart in a failure of another host than the VM's previous restart's: the
+        # earlier HA had placed it on the host that failed now (a genuine second restart).
+        previous = self._restarted.get(vm)
+        self._restarted[vm] = (failure, uuid, when)
+        if previous is None or previous[0].host_db_id == failure.host_db_id:
+            return
+        failure.second_restarts.append(vm)
+        first, first_alert, first_at = previous
+        self._seconds[uuid] = SecondRestart(
+            vm, first.id, first_alert, first_at, failure.id, uuid, when
+        )
 
     def forget(self, uuids: set[str]) -> None:
         """Drop alerts that were archived at seeding time from the duplicate/canonical sets."""
         self._duplicates -= uuids
         self._canonicals -= uuids
         self.archived_ids |= uuids
+        for uuid in uuids:
+            self._seconds.pop(uuid, None)
 
     @property
     def duplicate_ids(self) -> set[str]:
@@ -129,8 +231,52 @@ class Truth:
         """The first alert of each subject in each failure: must never be archived."""
         return set(self._canonicals)
 
+    @property
+    def second_restarts(self) -> list[SecondRestart]:
+        """Live genuine second restarts, in the order they happened."""
+        return list(self._seconds.values())
+
+    @property
+    def second_restart_ids(self) -> set[str]:
+        """The "HA starting VM" alerts of the live genuine second restarts."""
+        return set(self._seconds)
+
+    def family(self, uuid: str) -> str:
+        """A recorded alert's family, else unknown, suppressed, archived, other or untracked."""
+        found = self._family.get(uuid)
+        if found is not None:
+            return found
+        for name, ids in (
+            ("unknown", self.unknown_ids),
+            ("suppressed", self.suppressed_ids),
+            ("archived", self.archived_ids),
+            ("other", self.other_ids),
+        ):
+            if uuid in ids:
+                return name
+        return "untracked"
+
+    def duplicates_by_family(self) -> dict[str, set[str]]:
+        """Live duplicate copies per family."""
+        out: dict[str, set[str]] = {}
+        for uuid in self._duplicates:
+            out.setdefault(self._family[uuid], set()).add(uuid)
+        return out
+
+    def ha_facts(self) -> HaFacts:
+        """The HA facts of every failure still visible (not archived when seeded)."""
+        live = [f for f in self.failures if f.rounds > 0 and not f.archived]
+        return HaFacts(
+            failures=len(live),
+            rounds=sum(f.rounds for f in live),
+            duplicate_rounds=sum(f.duplicate_rounds for f in live),
+            vms_restarted_more_than_once=sum(len(f.vms_restarted_more_than_once) for f in live),
+            genuine_second_restarts=len(self._seconds),
+        )
+
     def summary(self) -> dict[str, int]:
-        """Counts for reports and benches."""
+        """Counts for reports and benches (``ha_*``: live HA incidents, see ha_facts)."""
+        facts = self.ha_facts()
         return {
             "failures": len(self.failures),
             "duplicates": len(self._duplicates),
@@ -142,4 +288,13 @@ class Truth:
             "vms_restarted_more_than_once": sum(
                 len(f.vms_restarted_more_than_once) for f in self.failures
             ),
+            "ha_failures": facts.failures,
+            "ha_rounds": facts.rounds,
+            "ha_duplicate_rounds": facts.duplicate_rounds,
+            "ha_vms_restarted_more_than_once": facts.vms_restarted_more_than_once,
+            "genuine_second_restarts": facts.genuine_second_restarts,
+            "genuine_second_restarts_within_gap": sum(
+                1 for s in self._seconds.values() if s.within_gap
+            ),
+            "expunged_vms": len(self.expunged_vms),
         }

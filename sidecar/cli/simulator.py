@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import typer
@@ -100,9 +100,53 @@ def simulator_command(
         max=0.95,
         help="Share of HA-family history that is duplicates.",
     ),
+    failures_per_hour: float | None = typer.Option(
+        None,
+        "--failures-per-hour",
+        min=0.001,
+        help="Seed a busy cloud's history: host failure events per hour over the whole cloud "
+        "(racks failing at once, HA workers queued, VMs moving; default: a quiet history).",
+    ),
+    rack_share: float | None = typer.Option(
+        None,
+        "--rack-share",
+        min=0.0,
+        max=1.0,
+        help="Busy history: share of events that take a whole pod down (default 0.02).",
+    ),
+    parallel_spread: float | None = typer.Option(
+        None,
+        "--parallel-spread",
+        min=1.0,
+        max=300.0,
+        help="Busy history: parallel restart copies come up to this many seconds later "
+        "(default 40).",
+    ),
+    expunged_share: float | None = typer.Option(
+        None,
+        "--expunged-share",
+        min=0.0,
+        max=1.0,
+        help="Busy history: share of HA-restarted VMs expunged afterwards (default 0.05).",
+    ),
+    second_failure_share: float | None = typer.Option(
+        None,
+        "--second-failure-share",
+        min=0.0,
+        max=1.0,
+        help="Busy history: share of events that strike a host HA just restarted VMs on "
+        "(default 0.05).",
+    ),
     seed: int = typer.Option(7, "--seed", help="Seed for inventory, history and scenarios."),
     hosts: int = typer.Option(8, "--hosts", min=1, help="Hypervisor hosts."),
     vms_per_host: int = typer.Option(6, "--vms-per-host", min=0, help="User VMs per host."),
+    hosts_per_pod: int = typer.Option(4, "--hosts-per-pod", min=1, help="Hosts per pod (rack)."),
+    ping_interval: float = typer.Option(
+        60.0, "--ping-interval", min=1.0, help="ping.interval in seconds (served and played)."
+    ),
+    ping_timeout: float = typer.Option(
+        2.5, "--ping-timeout", min=1.01, help="ping.timeout, a multiple of ping.interval."
+    ),
     key: str | None = typer.Option(None, "--key", help="API key to accept (default: generated)."),
     secret: str | None = typer.Option(None, "--secret", help="Secret key (default: generated)."),
     timezone: str = typer.Option("+0530", "--timezone", help="Management server time zone."),
@@ -146,6 +190,19 @@ def simulator_command(
         )
     if (key is None) != (secret is None):
         raise UserError("--key and --secret go together: pass both or neither")
+    # Only what was given: the others keep BusyCloud's defaults.
+    busy: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("rack_share", rack_share),
+            ("parallel_spread", parallel_spread),
+            ("expunged_share", expunged_share),
+            ("second_failure_share", second_failure_share),
+        )
+        if value is not None
+    }
+    if busy and failures_per_hour is None:
+        raise UserError(f"--{next(iter(busy)).replace('_', '-')} needs --failures-per-hour")
     try:
         sim = Simulator(
             profile=profile,
@@ -153,21 +210,38 @@ def simulator_command(
             tz=timezone,
             hosts=hosts,
             vms_per_host=vms_per_host,
+            hosts_per_pod=hosts_per_pod,
             start=datetime.now(UTC).replace(microsecond=0),
             key=key,
             secret=secret,
             send_date=send_date,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None
     _configure_logging()
     if alerts:
         typer.echo(f"seeding {alerts} historical alerts ...")
-        report = sim.seed_history(alerts=alerts, duplicate_ratio=duplicate_ratio)
+        try:
+            report = sim.seed_history(
+                alerts=alerts,
+                duplicate_ratio=duplicate_ratio,
+                failures_per_hour=failures_per_hour,
+                **busy,
+            )
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         typer.echo(
             f"history: {report.alerts} alerts ({report.live} live), {report.duplicates} duplicates "
             f"in {report.incidents} incidents, seeded in {report.seconds:.1f} s"
         )
+        if failures_per_hour is not None:
+            typer.echo(
+                f"busy cloud: {report.span_hours:.0f} h at {failures_per_hour:g} failures/h on "
+                f"{hosts} hosts, {report.second_restarts} genuine second restarts, "
+                f"{report.expunged} VMs expunged"
+            )
     if latency_ms:
         sim.faults.add("latency", ms=latency_ms)
     try:

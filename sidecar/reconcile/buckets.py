@@ -72,8 +72,10 @@ class Bucket:
     def incidents(self, since: int = 0) -> list[tuple[int, int]]:
         """(start, stop) positions in alerts of each incident, from incident number ``since``."""
         cuts = self.cuts
+        if since >= len(cuts):  # past the last incident (ha._since when it began before)
+            return []
         if len(cuts) == 1:
-            return [(0, len(self.alerts))] if since == 0 else []
+            return [(0, len(self.alerts))]
         return list(zip(cuts[since:], [*cuts[since + 1 :], len(self.alerts)], strict=True))
 
 

@@ -87,6 +87,7 @@ def test_write_ini_never_overwrites_real_credentials(tmp_path: Path) -> None:
         (["--scenario", "meteor"], "unknown scenario"),
         (["--key", "k"], "--key and --secret go together"),
         (["--timezone", "Mars/Olympus"], "unknown time zone"),
+        (["--rack-share", "0.1"], "--rack-share needs --failures-per-hour"),
     ],
 )
 def test_bad_options_are_one_line_user_errors(args: list[str], message: str) -> None:
