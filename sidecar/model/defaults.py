@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 #: Seconds between consecutive alerts of one fingerprint above which they are two incidents
@@ -22,14 +23,24 @@ PING_INTERVAL: Final = 60.0
 PING_TIMEOUT: Final = 2.5
 
 
-def ping_detection(interval: float, timeout: float) -> float:
-    """The earliest a host's "Host is down" can follow its death on the ping path, in seconds.
+#: Seconds between refreshes of CloudStack's ``InaccurateClock`` (hard-coded upstream), the
+#: clock the management server records agent pings with and checks them against.
+PING_CLOCK_REFRESH: Final = 60.0
 
-    The monitor times an agent out once its last ping is interval × timeout old; the last
-    ping came at most one interval before the death, so (timeout − 1) × interval after it at
-    the earliest (90 s by default), and investigation only adds to that.
+
+def ping_detection(interval: float, timeout: float) -> float:
+    """The earliest a host's "Host is down" can follow its silent death, in seconds.
+
+    AgentManagerImpl's monitor times an agent out once its recorded last ping is more than
+    T = interval × timeout old; both readings come from InaccurateClock, refreshed every 60 s,
+    so they differ by whole minutes and the timeout needs a difference of 60 × (⌊T/60⌋ + 1).
+    The last ping came up to one interval before the death, hence more than
+    60 × ⌊T/60⌋ − interval after it (60 s by default, not the naive (timeout − 1) × interval
+    = 90 s). An agent whose connection closes is investigated at once: a bound for silent
+    deaths (power loss, panic, partition), the failures HA exists for.
     """
-    return max(0.0, (timeout - 1.0) * interval)
+    window = interval * timeout
+    return max(0.0, PING_CLOCK_REFRESH * math.floor(window / PING_CLOCK_REFRESH) - interval)
 
 
 #: The shortest host-failure detection time by CloudStack's defaults (Policy.failure_detection).

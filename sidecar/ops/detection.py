@@ -1,6 +1,7 @@
 """How soon CloudStack can report a host down after it died: the reconciler's detection time.
 
-Ping path (AgentManagerImpl): (ping.timeout − 1) × ping.interval. Host HA (HAManagerImpl, when
+Ping path (AgentManagerImpl, InaccurateClock): 60 × ⌊ping.interval × ping.timeout / 60⌋ −
+ping.interval (``model.defaults.ping_detection``). Host HA (HAManagerImpl, when
 a host has it enabled): (kvm.ha.activity.check.max.attempts − 1) × activity.check.interval;
 the ping monitor still runs beside it, so the shorter of the two applies. The live values come
 from listConfigurations when the role allows it, else from the settings (CloudStack's

@@ -111,9 +111,10 @@ class Policy:
     restarts of one VM only if it began this long before the later one."""
     failure_detection: float = FAILURE_DETECTION
     """The shortest time CloudStack takes from a host's death to its first "Host is down"
-    (ping path: (ping.timeout − 1) × ping.interval; Host HA takes longer). A VM restarted at
-    r1 can only have died with a host whose failure is reported at least this long after r1:
-    an earlier failure cannot split two copies of that restart. Shorter is the safe side."""
+    (ping path: 60 × ⌊ping.interval × ping.timeout / 60⌋ − ping.interval, model.defaults.
+    ping_detection; Host HA takes longer). A VM restarted at r1 can only have died with a host
+    whose failure is reported at least this long after r1: an earlier failure cannot split two
+    copies of that restart. Shorter is the safe side."""
     ha_horizon: float | None = 7 * 86400.0
     """HA incidents are an operational view: the plan itemises host failures seen within this
     many seconds before ``now`` and the latest failure of every host the snapshot lists as not

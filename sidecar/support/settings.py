@@ -114,8 +114,9 @@ class Settings:
 
     ping_timeout: float = PING_TIMEOUT
     """Default 2.5, CloudStack's ``ping.timeout`` (a multiple of ping.interval): a host is
-    reported down no sooner than (ping.timeout - 1) x ping.interval after it died (90 s by
-    default); read live with listConfigurations when the role allows it."""
+    reported down no sooner than 60 x floor(ping.interval x ping.timeout / 60) - ping.interval
+    after it died (60 s by default); read live with listConfigurations when the role allows
+    it."""
 
     max_actions: int = 10_000
     """Default 10,000 archive actions per cleanup run: a safety cap against a bad plan."""

@@ -36,7 +36,8 @@ def set_config(sim: Simulator, name: str, value: str) -> None:
 
 
 def test_the_ping_path_gives_90_seconds_by_cloudstacks_defaults() -> None:
-    assert ping_detection(60, 2.5) == 90
+    assert ping_detection(60, 2.5) == 60  # 60 x floor(150 / 60) - 60: the ping clock's minute
+    assert ping_detection(30, 3) == 30 and ping_detection(60, 4) == 180
     assert host_ha_detection(60, 10) == 540
 
 
@@ -44,7 +45,7 @@ def test_the_live_ping_settings_win_over_the_sidecars(tmp_path: Path) -> None:
     sim = Simulator(profile="4.19.2", seed=3, hosts=2, vms_per_host=1)
     set_config(sim, "ping.interval", "30")
     set_config(sim, "ping.timeout", "3")
-    assert detection(sim, tmp_path, ping_interval=60, ping_timeout=2.5) == 60
+    assert detection(sim, tmp_path, ping_interval=60, ping_timeout=2.5) == 30  # 60 x 1 - 30
 
 
 def test_without_listconfigurations_the_settings_decide(tmp_path: Path) -> None:
@@ -60,10 +61,10 @@ def test_without_listconfigurations_the_settings_decide(tmp_path: Path) -> None:
             async with ctx.client() as cs:
                 return await failure_detection(cs, ctx.settings, [])
 
-        assert asyncio.run(go()) == 120  # (4 - 1) x 40 from the settings, not the live 30 s
+        assert asyncio.run(go()) == 80  # 60 x 2 - 40 from the settings, not the live 30 s
 
 
-@pytest.mark.parametrize(("attempts", "expected"), [("10", 90.0), ("2", 30.0)])
+@pytest.mark.parametrize(("attempts", "expected"), [("10", 60.0), ("2", 30.0)])
 def test_host_ha_shortens_the_detection_only_when_a_host_has_it_and_it_is_faster(
     tmp_path: Path, attempts: str, expected: float
 ) -> None:
@@ -76,4 +77,4 @@ def test_host_ha_shortens_the_detection_only_when_a_host_has_it_and_it_is_faster
         sim.state.settings["ping.interval"], name="kvm.ha.activity.check.interval", value="30")
     ha = Host(id="h-1", name="kvm1", state="Up", hostha=HostHA(haenable=True))
     assert detection(sim, tmp_path, [ha]) == expected
-    assert detection(sim, tmp_path, [dataclasses.replace(ha, hostha=HostHA())]) == 90.0
+    assert detection(sim, tmp_path, [dataclasses.replace(ha, hostha=HostHA())]) == 60.0

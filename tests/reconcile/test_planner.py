@@ -278,7 +278,7 @@ def test_a_failure_among_parallel_copies_still_splits_a_later_restart() -> None:
 
 def test_a_failure_reported_sooner_than_detection_after_a_restart_does_not_split_it() -> None:
     # Placed at 60 s, the VM cannot be on a host reported down at 61 s: CloudStack needs at
-    # least (ping.timeout - 1) x ping.interval = 90 s to report a dead host.
+    # least 60 s (its ping clock's minute, ping.interval and ping.timeout) to report a dead host.
     alerts = [alert(down("kvm1", 1), 0), alert(started(), 60, USERVM),
               alert(down("kvm2", 2), 61), alert(started(), 63, USERVM),
               alert(started(), 90, USERVM)]
