@@ -155,3 +155,18 @@ def test_report_view_hosts_shows_each_failed_host_in_every_format(
     assert views["markdown"].out.count("\n| ") == 1 + len(hosts)  # separator + one row each
     assert all(h["host"] in views["table"].out for h in hosts)
     assert bad.code == 2 and "unknown view 'vms'" in bad.err
+
+
+def test_on_a_busy_clouds_history_the_summary_equals_the_simulators_ha_truth(
+    tmp_path: Path,
+) -> None:
+    # Racks failing at once, failures interleaved with other hosts' restarts, months long.
+    sim = Simulator(profile="4.19.2", seed=11, hosts=200, vms_per_host=5)
+    sim.seed_history(alerts=8000, failures_per_hour=2.0)
+    facts = sim.truth.ha_facts()
+    with served(sim) as endpoint:
+        plan, _ = asyncio.run(gather_plan(context(sim, endpoint, ledger_url(tmp_path))))
+    s = plan.summary
+    assert facts.failures > 100 and s.ha_incidents_listed < facts.failures
+    assert (s.ha_incidents, s.ha_rounds, s.duplicate_rounds) == (
+        facts.failures, facts.rounds, facts.duplicate_rounds)
