@@ -6,6 +6,9 @@ skips when the binary is missing (CI installs it: see .ci/run).
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,3 +71,20 @@ def test_a_host_crash_with_duplicate_rounds_is_one_alert_one_notification_and_re
     assert [n["groupKey"] for n in receiver.notifications] == [firing[0]["groupKey"]] * 2
     assert len(resolved) == 1 and resolved[0]["alerts"][0]["labels"]["host"] == CRASHED
     assert resolved[0]["alerts"][0]["status"] == "resolved"
+
+
+def test_the_readme_alertmanager_config_passes_amtool_check_config(tmp_path: Path) -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool not installed (it ships with prometheus-alertmanager)")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = re.search(r"An Alertmanager route for host failures.*?```yaml\n(.*?)```", readme,
+                      re.S)
+    assert found, "README.md lost its Notifications config snippet"
+    config = tmp_path / "alertmanager.yml"
+    # The snippet's e-mail receiver needs the SMTP globals every real config has.
+    config.write_text("global:\n  smtp_smarthost: 'localhost:25'\n  smtp_from: 'am@example.org'\n"
+                      + found.group(1))
+    done = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "CloudStackHostFailure" in found.group(1)
