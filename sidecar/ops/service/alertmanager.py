@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from sidecar import __version__
-from sidecar.model.plan import Plan, iso
+from sidecar.model.plan import Plan, from_iso, iso
 from sidecar.model.resources import Host
 from sidecar.ops.service.amalerts import IncidentMemory, Wanted, wanted_alerts
 from sidecar.ops.service.metrics import Metrics
@@ -75,12 +75,14 @@ class Sent:
 
 
 def _stamp(value: datetime) -> str:
-    """RFC 3339 with milliseconds, as Alertmanager prints them."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 in UTC, whole seconds (a cycle is far longer)."""
+    return str(iso(value))
 
 
 def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    parsed = from_iso(text)
+    assert parsed is not None  # the file holds what _stamp wrote
+    return parsed
 
 
 async def post_alerts(
