@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sidecar.model.defaults import (
     ALERT_GAP_WINDOW,
@@ -133,11 +134,21 @@ class Settings:
     """Default off. ``127.0.0.1:9465`` serves Prometheus metrics; loopback by default because
     metrics name hosts and VMs."""
 
+    alertmanager_url: str = ""
+    """Default off. One Alertmanager base URL (``http://127.0.0.1:9093``), or several separated
+    by commas (a TOML list works too) for an Alertmanager cluster: each cycle posts one alert per
+    open HA incident to every one of them, as Prometheus does, and resolves it when the incident
+    ends. No user info in the URL: it would end up in logs and metric labels."""
+
     log_format: str = "text"
     """Default ``text``; ``json`` for log shippers."""
 
     log_level: str = "INFO"
     """Default INFO: one line per cycle and per action."""
+
+    def alertmanager_urls(self) -> tuple[str, ...]:
+        """The Alertmanager base URLs (none: notifications are off)."""
+        return split_urls(self.alertmanager_url)
 
     def resolved_ledger_url(self) -> str:
         """The ledger URL, defaulting to SQLite in the state directory."""
@@ -164,6 +175,12 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "ledger_statement_timeout": (1.0, 3600.0),
     "observation_retention_days": (1.0, 36500.0),
 }
+#: Settings that a TOML list may give; they are kept as one comma-separated string.
+_LISTS = frozenset({"alertmanager_url"})
+
+#: At most this many Alertmanagers: one POST each per cycle must stay well inside the deadline.
+MAX_ALERTMANAGERS = 8
+
 _CHOICES: dict[str, tuple[str, ...]] = {
     "log_format": ("text", "json"),
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -183,8 +200,51 @@ def _warn_if_readable(path: Path) -> None:
         )
 
 
+def split_urls(text: str) -> tuple[str, ...]:
+    """The non-empty items of a comma-separated list of URLs."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _check_alertmanager_urls(text: str, source: str) -> None:
+    """Every Alertmanager URL is http(s) with a host and no user info, query or fragment."""
+    urls = split_urls(text)
+    if len(urls) > MAX_ALERTMANAGERS:
+        raise ConfigError(
+            f"setting 'alertmanager_url' in {source} lists {len(urls)} URLs: "
+            f"give at most {MAX_ALERTMANAGERS} (one per Alertmanager of the cluster)"
+        )
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"setting 'alertmanager_url' in {source} has {url!r}, not an http(s) URL with "
+                "a host: use e.g. http://127.0.0.1:9093, comma-separated for a cluster"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                f"setting 'alertmanager_url' in {source} has a URL with user info: remove it "
+                "(it would show in logs and metrics); put a local proxy in front for auth"
+            )
+        if parts.query or parts.fragment:
+            raise ConfigError(
+                f"setting 'alertmanager_url' in {source} has a URL with a query or fragment: "
+                "give the base URL only (the sidecar appends /api/v2/alerts)"
+            )
+
+
 def _coerce(name: str, kind: Any, value: Any, source: str) -> Any:
     """Convert ``value`` to the field's type, or raise a one-line ConfigError."""
+    if name in _LISTS and isinstance(value, list):
+        if not all(isinstance(item, str) for item in value):
+            raise ConfigError(
+                f"setting {name!r} in {source} has the invalid value {value!r}: "
+                "expected a list of strings"
+            )
+        value = ",".join(value)
     try:
         if kind in (bool, "bool"):
             if isinstance(value, bool):
@@ -220,6 +280,8 @@ def _check(settings: Settings, sources: Mapping[str, str]) -> None:
                 f"setting {name!r} in {sources.get(name, 'defaults')} is {value}, "
                 f"outside {low:g}..{high:g}: set a value in that range"
             )
+    _check_alertmanager_urls(settings.alertmanager_url,
+                             sources.get("alertmanager_url", "defaults"))
     for name, choices in _CHOICES.items():
         value = getattr(settings, name)
         if name == "log_level":
@@ -347,4 +409,5 @@ __all__ = [
     "default_state_dir",
     "describe_settings",
     "load_settings",
+    "split_urls",
 ]

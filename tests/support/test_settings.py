@@ -322,3 +322,47 @@ def test_describe_settings_documents_every_field_in_order():
     assert [name for name, _, _ in described] == [f.name for f in dataclasses.fields(Settings)]
     assert all(doc.startswith("Default") for _, _, doc in described)
     assert {n: d for n, d, _ in described}["poll_interval"] == "60.0"
+
+
+# --- alertmanager_url ------------------------------------------------------------------------
+
+
+def test_alertmanager_urls_come_comma_separated_from_the_environment():
+    loaded = load_settings(environ={
+        "SIDECAR_ALERTMANAGER_URL": "http://127.0.0.1:9093, https://am2.example:9093/am ,"
+    })
+    assert loaded.alertmanager_urls() == ("http://127.0.0.1:9093", "https://am2.example:9093/am")
+
+
+def test_alertmanager_urls_may_be_a_toml_list(tmp_path):
+    path = write(tmp_path, 'alertmanager_url = ["http://a:9093", "http://b:9093"]\n')
+    assert load_settings(path, environ={}).alertmanager_urls() == ("http://a:9093",
+                                                                    "http://b:9093")
+
+
+def test_no_alertmanager_url_means_notifications_are_off():
+    assert load_settings(environ={}).alertmanager_urls() == ()
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("ftp://127.0.0.1:9093", "not an http(s) URL with a host"),
+    ("127.0.0.1:9093", "not an http(s) URL with a host"),
+    ("http://:9093", "not an http(s) URL with a host"),
+    ("http://127.0.0.1:99999", "not an http(s) URL with a host"),
+    ("http://user:pw@127.0.0.1:9093", "user info"),
+    ("http://127.0.0.1:9093/?x=1", "query or fragment"),
+    (",".join(f"http://am{i}:9093" for i in range(9)), "at most 8"),
+])
+def test_a_bad_alertmanager_url_is_a_one_line_error_naming_the_variable(value, words):
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ={"SIDECAR_ALERTMANAGER_URL": value})
+    message = one_line(exc)
+    assert "SIDECAR_ALERTMANAGER_URL" in message and words in message
+    assert ":pw@" not in message  # a password in the URL is never echoed
+
+
+def test_a_toml_list_of_non_strings_for_alertmanager_url_is_a_config_error(tmp_path):
+    path = write(tmp_path, "alertmanager_url = [9093]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(path, environ={})
+    assert "expected a list of strings" in one_line(exc)

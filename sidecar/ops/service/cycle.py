@@ -2,8 +2,9 @@
 
 A cycle: hosts -> new alerts (newest first, down to the last seen) -> VMs of failed hosts while
 their HA is under way -> observations (host states, alerts, VM placements) -> plan -> archive
-(lease holder only, unless dry run) -> metrics. Each cycle has a deadline so a hung call cannot
-stall the scheduler.
+(lease holder only, unless dry run) -> metrics -> Alertmanager (when configured, after the
+deadline's work: its own short timeout). Each cycle has a deadline so a hung call cannot stall
+the scheduler.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
+from sidecar.cloudstack.config import DEFAULT_REGION
 from sidecar.cloudstack.errors import AuthenticationError, CloudStackError
 from sidecar.cloudstack.listing import server_now
 from sidecar.ledger import Ledger
@@ -26,6 +29,7 @@ from sidecar.ops.context import Context, require_supported
 from sidecar.ops.detection import failure_detection
 from sidecar.ops.policy import policy_for
 from sidecar.ops.service.acting import Archiver
+from sidecar.ops.service.alertmanager import Alerting
 from sidecar.ops.service.alerts import AlertMemory
 from sidecar.ops.service.hosts import HOST_HISTORY, HostLister, HostStates, failed_host_ids
 from sidecar.ops.service.metrics import Metrics
@@ -33,6 +37,7 @@ from sidecar.ops.service.session import Session
 from sidecar.ops.service.vms import VmCache, VmPlacements
 from sidecar.reconcile import build_plan
 from sidecar.support.errors import EXIT_CLOUDSTACK, LedgerUnavailable, UserError
+from sidecar.support.settings import default_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ class CycleResult:
     counts: dict[str, int] = field(default_factory=dict)
     duration: float = 0.0
     exit_code: int = 0
+    hosts: list[Host] = field(default_factory=list)
 
 
 def duplicates_by_family(plan: Plan) -> dict[str, int]:
@@ -96,6 +102,23 @@ class Service:
         self.archiver = Archiver(self.settings, self.ledger, self.metrics, dry_run=dry_run,
                                  should_stop=self.stopping.is_set)
         self._last_plan_key = ""
+        self.alerting = self._alerting()
+
+    def _alerting(self) -> Alerting | None:
+        """Alertmanager notifications, when ``alertmanager_url`` names any."""
+        urls = self.settings.alertmanager_urls()
+        if not urls:
+            return None
+        cs = self.ctx.cloudstack
+        # The default section name says nothing about which cloud: the endpoint's host does.
+        name = cs.region if cs.region != DEFAULT_REGION else urlsplit(cs.endpoint).hostname
+        return Alerting(
+            urls, self.metrics, cloudstack=name or cs.region,
+            poll_interval=self.settings.poll_interval,
+            cycle_deadline=self.settings.cycle_deadline,
+            backlog_after=self.settings.ha_backlog_after, horizon=self.policy.ha_horizon,
+            state_path=default_state_dir() / "alertmanager.json",
+        )
 
     def close(self) -> None:
         """Close the CloudStack client, give the lease up (another sidecar may act at once) and
@@ -164,7 +187,22 @@ class Service:
                 result.plan.summary, by_family=duplicates_by_family(result.plan)
             )
         self.metrics.cycle(result.ok, result.duration, summary)
+        self._notify(result)
         return result
+
+    def _notify(self, result: CycleResult) -> None:
+        """Alertmanager after the cycle, outside its deadline; a failed cycle without a plan
+        re-sends what was sent (a CloudStack outage must not let open incidents expire)."""
+        if self.alerting is None:
+            return
+        try:
+            if result.plan is not None:
+                self.session.run(self.alerting.cycle(result.plan, result.hosts,
+                                                      self.alerts.live.keys()))
+            else:
+                self.session.run(self.alerting.resend())
+        except Exception:  # a bug here must not stop the service: the cycle's work is done
+            log.exception("alertmanager notification failed")
 
     async def _cycle(self) -> CycleResult:
         ledger = self.ledger
@@ -232,8 +270,8 @@ class Service:
         if interrupted:
             # The unanswered batch stays ``sent``; the next cycle settles it.
             return CycleResult(False, f"{message}; archiving interrupted: {interrupted}", plan,
-                               counts, exit_code=5)
-        return CycleResult(True, message, plan, counts)
+                               counts, exit_code=5, hosts=hosts)
+        return CycleResult(True, message, plan, counts, hosts=hosts)
 
     def prune(self) -> None:
         """Drop observations past their retention (decisions and actions are kept)."""

@@ -13,6 +13,7 @@ Usage::
     metrics.lease(True)
     metrics.alerts_seen(new_alerts)
     metrics.archived("ha_starting_vm", 3)
+    metrics.alertmanager_sent("http://127.0.0.1:9093", 2)  # or alertmanager_error(url)
     metrics.cycle(True, 1.8, plan.summary)              # after every cycle, failed ones too
     ...
     server.shutdown()
@@ -179,6 +180,14 @@ class Metrics:
             "lease_held", "1 while this sidecar holds the leader lease (acts), else 0.",
             namespace=ns, registry=reg,
         )
+        self.alertmanager_sent_total = Counter(
+            "alertmanager_alerts_sent", "Alerts posted to Alertmanager and accepted, by URL.",
+            ["alertmanager"], namespace=ns, registry=reg,
+        )
+        self.alertmanager_errors_total = Counter(
+            "alertmanager_errors", "Posts to Alertmanager that failed (retried next cycle).",
+            ["alertmanager"], namespace=ns, registry=reg,
+        )
         # Show both outcomes from the start, so that rate() works before the first failure.
         for outcome in ("ok", "failed"):
             self.cycles_total.labels(outcome)
@@ -217,6 +226,16 @@ class Metrics:
         if status == 0 or status >= 400:
             self.api_errors_total.labels(command, code).inc()
         self.api_duration.labels(command).observe(seconds)
+
+    def alertmanager_sent(self, url: str, n: int) -> None:
+        """``n`` alerts accepted by the Alertmanager at ``url`` (no user info: settings check)."""
+        self.alertmanager_sent_total.labels(url).inc(n)
+        self.alertmanager_errors_total.labels(url)  # 0 from the start, so rate() works
+
+    def alertmanager_error(self, url: str) -> None:
+        """One failed post to the Alertmanager at ``url``."""
+        self.alertmanager_errors_total.labels(url).inc()
+        self.alertmanager_sent_total.labels(url)
 
     def lease(self, held: bool) -> None:
         """Whether this sidecar holds the leader lease now."""
