@@ -115,7 +115,8 @@ def test_report_rejects_an_unknown_format_in_one_line(
 ) -> None:
     result = run_cli(["report", "--format", "yaml"], {}, monkeypatch)
     assert result.code == 2
-    assert result.err == "error: unknown format 'yaml': choose one of table, json, csv, markdown\n"
+    assert result.err == ("error: unknown format 'yaml': choose one of table, json, csv, "
+                          "markdown, html\n")
 
 
 def test_the_summary_counts_host_failures_and_duplicate_rounds_of_the_whole_history(
