@@ -14,6 +14,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sidecar.cli.options import require_format
@@ -42,13 +43,15 @@ def _status(ok: bool | None, warn: bool = False) -> str:
 
 def render_table(result: CheckResult, console: Console) -> None:
     """Print the result as a rich table."""
-    table = Table(title=f"cloudstack-sidecar check ({result.region})", show_lines=False)
+    # Everything from the ini file or the server is data: ``[cloudstack]`` is not markup.
+    table = Table(title=f"cloudstack-sidecar check ({escape(result.region)})", show_lines=False)
     table.add_column("check")
     table.add_column("result", overflow="fold")
     table.add_column("", justify="center")
-    table.add_row("endpoint", result.endpoint, _status(result.reachable))
-    table.add_row("credentials", result.source, _status(result.credentials_ok))
-    table.add_row("CloudStack version", result.version or "?", _status(result.version is not None))
+    table.add_row("endpoint", escape(result.endpoint), _status(result.reachable))
+    table.add_row("credentials", escape(result.source), _status(result.credentials_ok))
+    table.add_row("CloudStack version", escape(result.version or "?"),
+                  _status(result.version is not None))
     if result.affected is None:
         affected = "unknown version"
     elif result.affected:
@@ -68,7 +71,7 @@ def render_table(result: CheckResult, console: Console) -> None:
         skew = f"{result.clock_skew:+.0f} s ({text}; measured by {how})"
     table.add_row(
         "clock skew",
-        skew,
+        escape(skew),
         _status(
             None if result.clock_skew is None else result.skew_ok,
             warn=result.clock_skew is not None and abs(result.clock_skew) > SKEW_WARN_SECONDS,
@@ -77,7 +80,7 @@ def render_table(result: CheckResult, console: Console) -> None:
     if result.apis_checked and not result.missing_apis:
         apis = f"all {len(SIDECAR_APIS)} allowed"
     elif result.missing_apis:
-        apis = "not allowed: " + ", ".join(result.missing_apis)
+        apis = "not allowed: " + escape(", ".join(result.missing_apis))
     else:
         apis = "not checked"
     table.add_row(
@@ -88,7 +91,7 @@ def render_table(result: CheckResult, console: Console) -> None:
     if result.missing_optional_apis:
         table.add_row(
             "optional APIs",
-            "not allowed: " + ", ".join(result.missing_optional_apis)
+            "not allowed: " + escape(", ".join(result.missing_optional_apis))
             + " (CloudStack's ping settings come from the sidecar's settings instead)",
             _status(True, warn=True),
         )

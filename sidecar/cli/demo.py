@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
 
@@ -32,11 +33,12 @@ def _alert_table(title: str, alerts: list[Alert], limit: int = 12) -> Table:
     table.add_column("name")
     table.add_column("subject", overflow="fold")
     for a in sorted(alerts, key=lambda a: (a.sent is None, a.sent), reverse=True)[:limit]:
-        table.add_row(a.sent.strftime("%Y-%m-%d %H:%M:%S") if a.sent else "-", a.name,
-                      a.description)
+        # Subjects are CloudStack's text: a VM named ``[web]`` is shown, not taken as markup.
+        table.add_row(a.sent.strftime("%Y-%m-%d %H:%M:%S") if a.sent else "-", escape(a.name),
+                      escape(a.description))
     counts = Counter(a.name for a in alerts)
     table.caption = f"{len(alerts)} live alerts: " + ", ".join(
-        f"{n} {k}" for k, n in counts.most_common()
+        f"{n} {escape(k)}" for k, n in counts.most_common()
     )
     return table
 
@@ -58,8 +60,8 @@ def run_demo(console: Console, *, seed: int = 7, history: int = 3000, workdir: P
         console.print(Rule("cloudstack-sidecar demo"))
         console.print(
             f"Simulated CloudStack {sim.version} (affected by apache/cloudstack#10367) at "
-            f"[bold]{endpoint}[/]; {history} historical alerts; host "
-            f"[bold]{crashed}[/] just crashed with HA-enabled VMs on it."
+            f"[bold]{escape(endpoint)}[/]; {history} historical alerts; host "
+            f"[bold]{escape(str(crashed))}[/] just crashed with HA-enabled VMs on it."
         )
         ctx = Context(
             settings=Settings(ledger_url=ledger_url),
@@ -90,7 +92,7 @@ def run_demo(console: Console, *, seed: int = 7, history: int = 3000, workdir: P
             for col in ("alert", "state", "canonical", "reason"):
                 table.add_column(col, overflow="fold")
             for a in actions[:8]:
-                table.add_row(a.alert_id, a.state, a.canonical, a.reason)
+                table.add_row(*map(escape, (a.alert_id, a.state, a.canonical, a.reason)))
             table.caption = ", ".join(f"{n} {s}" for s, n in sorted(by_state.items()))
             console.print(table)
             problems = ledger.verify()
@@ -110,7 +112,7 @@ def run_demo(console: Console, *, seed: int = 7, history: int = 3000, workdir: P
     console.print(
         f"{len(truth)} injected duplicates, {len(archived)} archived, {len(wrong)} wrongly "
         f"archived, {len(missed)} missed; ledger verify: "
-        f"{'ok' if not problems else '; '.join(problems)}; {elapsed:.1f} s"
+        f"{'ok' if not problems else escape('; '.join(problems))}; {elapsed:.1f} s"
     )
     return 0 if ok else 1
 

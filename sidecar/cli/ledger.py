@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sidecar.support.errors import UserError
@@ -136,6 +137,11 @@ def _gather(
     return data
 
 
+def _row(table: Table, *cells: str) -> None:
+    """Add a row of ledger data, shown literally (a subject's ``[…]`` is not rich markup)."""
+    table.add_row(*map(escape, cells))
+
+
 def _tables(data: Mapping[str, list[Any]]) -> list[Table]:
     tables: list[Table] = []
     if "runs" in data:
@@ -144,7 +150,8 @@ def _tables(data: Mapping[str, list[Any]]) -> list[Table]:
             t.add_column(col, overflow="fold")
         for r in data["runs"]:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(r.counts.items()) if v)
-            t.add_row(
+            _row(
+                t,
                 str(r.id),
                 r.kind,
                 r.mode,
@@ -160,7 +167,8 @@ def _tables(data: Mapping[str, list[Any]]) -> list[Table]:
         for col in ("alert", "state", "group", "canonical", "tries", "updated", "error"):
             t.add_column(col, overflow="fold")
         for a in data["actions"]:
-            t.add_row(
+            _row(
+                t,
                 a.alert_id,
                 a.state,
                 a.group_id,
@@ -175,7 +183,8 @@ def _tables(data: Mapping[str, list[Any]]) -> list[Table]:
         for col in ("group", "object", "canonical", "merged", "reason", "updated"):
             t.add_column(col, overflow="fold")
         for d in data["merge_groups"]:
-            t.add_row(
+            _row(
+                t,
                 d.decision_id,
                 d.subject,
                 d.canonical,
@@ -189,7 +198,8 @@ def _tables(data: Mapping[str, list[Any]]) -> list[Table]:
         for col in ("incident", "host", "rounds", "duplicate rounds", "alerts", "updated"):
             t.add_column(col, overflow="fold")
         for d in data["ha_incidents"]:
-            t.add_row(
+            _row(
+                t,
                 d.decision_id,
                 d.subject,
                 str(d.data.get("rounds", "")),
@@ -203,7 +213,8 @@ def _tables(data: Mapping[str, list[Any]]) -> list[Table]:
         for col in ("at", "host", "from", "to", "hastate"):
             t.add_column(col, overflow="fold")
         for h in data["host_transitions"]:
-            t.add_row(
+            _row(
+                t,
                 _when(h["observed_at"]),
                 h["host_name"] or h["host_id"],
                 h["previous_state"] or "(first seen)",
@@ -216,7 +227,7 @@ def _tables(data: Mapping[str, list[Any]]) -> list[Table]:
         for col in ("first seen", "alert", "name", "sent", "subject"):
             t.add_column(col, overflow="fold")
         for s in data["alerts_seen"]:
-            t.add_row(_when(s.first_seen), s.alert_id, s.name, _when(s.sent), _short(s.subject))
+            _row(t, _when(s.first_seen), s.alert_id, s.name, _when(s.sent), _short(s.subject))
         tables.append(t)
     return tables
 
@@ -253,7 +264,7 @@ def show_command(
     if lease is not None:
         status = "valid" if lease.valid_at(datetime.now(UTC)) else "expired"
         console.print(
-            f"Lease: {lease.holder} (token {lease.token}), {status}, "
+            f"Lease: {escape(lease.holder)} (token {lease.token}), {status}, "
             f"expires {_when(lease.expires_at)}"
         )
     for table in _tables(data):

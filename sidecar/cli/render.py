@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from functools import partial
 from typing import IO, Any
 
 from rich.console import Console
@@ -178,51 +182,58 @@ def plan_markdown(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def print_plan_tables(plan: Plan, console: Console, *, max_rows: int = 50) -> None:
-    """Duplicate groups, HA incidents (newest first) and totals as rich tables."""
-    groups = Table(title="Duplicate alert groups (newest first)", title_justify="left")
-    for col in ("family", "object", "canonical", "count", "first sent", "last sent"):
-        groups.add_column(col, overflow="fold")
-    for g in recent_groups(plan)[:max_rows]:
-        groups.add_row(g.family, escape(g.object), g.canonical, str(g.count),
-                       iso(g.first_sent) or "", iso(g.last_sent) or "")
-    if len(plan.groups) > max_rows:
-        groups.caption = f"{len(plan.groups) - max_rows} more groups: use --format json or csv"
-    console.print(groups)
+def time_zone(plan: Plan) -> tzinfo:
+    """The zone dates are shown in: the plan's own clock (the server's), else UTC."""
+    return plan.generated_at.tzinfo or UTC
 
-    hosts = Table(title="Hosts with most failures (whole history)", title_justify="left")
-    for col in ("host", "zone", "failures", "rounds", "dup. rounds", "last failure"):
-        hosts.add_column(col, overflow="fold")
-    for h in plan.hosts[:max_rows]:
-        hosts.add_row(escape(h.host), escape(h.zone), str(h.failures), str(h.rounds),
-                      str(h.duplicate_rounds), iso(h.last_failure) or "")
-    if len(plan.hosts) > max_rows:
-        hosts.caption = f"{len(plan.hosts) - max_rows} more hosts: use --view hosts"
-    console.print(hosts)
 
-    incidents = Table(title=window_title(plan), title_justify="left")
-    for col in ("host", "started", "rounds", "dup. rounds", "restarts per VM", "backlog"):
-        incidents.add_column(col, overflow="fold")
-    for i in recent_incidents(plan)[:max_rows]:
-        twice = set(i.restarted_more_than_once)
-        # VMs restarted more than once (the defect ran them twice) stand out.
-        restarts = ", ".join(
-            f"[bold red]{escape(v.vm)}×{v.restarts}[/]" if v.vm in twice or v.restarts > 1
-            else f"{escape(v.vm)}×{v.restarts}"
-            for v in i.vms
-        )
-        incidents.add_row(escape(i.host), iso(i.started) or "", str(i.rounds),
-                          str(i.duplicate_rounds), restarts or "-",
-                          escape(", ".join(i.backlog)) or "-")
-    if len(plan.ha_incidents) > max_rows:
-        incidents.caption = f"{len(plan.ha_incidents) - max_rows} more incidents: use --format json"
-    console.print(incidents)
+def zone_label(zone: tzinfo) -> str:
+    """``UTC`` or ``UTC+05:30``: stated once per report, so each date can be short."""
+    offset = datetime(2000, 1, 1, tzinfo=zone).utcoffset() or timedelta(0)
+    if not offset:
+        return "UTC"
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
+
+def short_time(value: datetime | None, zone: tzinfo) -> str:
+    """``2025-05-06 09:46`` in ``zone`` (seconds stay in JSON and CSV)."""
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def largest_groups(plan: Plan) -> list[MergeGroup]:
+    """Groups with the most copies first, then the newest: where the flood was."""
+    return sorted(plan.groups, key=lambda g: (g.count, g.last_sent, g.group_id), reverse=True)
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyRow:
+    """One family's alerts scanned, duplicate groups and duplicates to archive."""
+
+    family: str
+    alerts: int
+    groups: int
+    duplicates: int
+
+
+def family_rows(plan: Plan) -> list[FamilyRow]:
+    """Per family, most duplicates (then alerts) first."""
+    groups: Counter[str] = Counter()
+    duplicates: Counter[str] = Counter()
+    for g in plan.groups:
+        groups[g.family] += 1
+        duplicates[g.family] += len(g.duplicates)
+    names = set(plan.summary.by_family) | set(groups)
+    rows = [FamilyRow(f, plan.summary.by_family.get(f, 0), groups[f], duplicates[f])
+            for f in names]
+    return sorted(rows, key=lambda r: (-r.duplicates, -r.alerts, r.family))
+
+
+def total_rows(plan: Plan) -> list[tuple[str, int]]:
+    """The totals, labelled, in the order operators read them."""
     s = plan.summary
-    totals = Table(title="Totals", title_justify="left", show_header=False)
-    totals.add_column("what")
-    totals.add_column("count", justify="right")
-    for label, value in (
+    return [
         ("alerts scanned", s.alerts_scanned),
         ("duplicate groups", s.groups),
         ("duplicates to archive", s.duplicates),
@@ -233,9 +244,109 @@ def print_plan_tables(plan: Plan, console: Console, *, max_rows: int = 50) -> No
         ("duplicate HA rounds (whole history)", s.duplicate_rounds),
         ("VMs restarted more than once (whole history)", s.vms_restarted_more_than_once),
         ("HA backlog (VMs not yet running elsewhere)", s.ha_backlog),
-    ):
+    ]
+
+
+#: Restarts listed per incident row; the rest are counted (every VM is in JSON and HTML).
+_VMS_SHOWN = 6
+#: The full lists, for a caption under a capped table.
+FULL_FORMATS = "--format json|csv|html"
+
+
+def _more(shown: int, total: int, what: str, where: str = FULL_FORMATS) -> str | None:
+    return f"{total - shown} more {what} (of {total}): {where}" if total > shown else None
+
+
+def _restarts(incident: HAIncident) -> str:
+    """``vm×n`` per VM, twice-restarted ones first and in bold red, capped at a few."""
+    twice = set(incident.restarted_more_than_once)
+    vms = sorted(incident.vms, key=lambda v: (v.vm not in twice and v.restarts <= 1, v.vm))
+    cells = [
+        # VMs restarted more than once (the defect ran them twice) stand out.
+        f"[bold red]{_cell(v.vm, 30)}×{v.restarts}[/]" if v.vm in twice or v.restarts > 1
+        else f"{_cell(v.vm, 30)}×{v.restarts}"
+        for v in vms[:_VMS_SHOWN]
+    ]
+    if len(vms) > _VMS_SHOWN:
+        cells.append(f"+{len(vms) - _VMS_SHOWN} more")
+    return ", ".join(cells)
+
+
+def _table(title: str, caption: str | None = None, **options: Any) -> Table:
+    return Table(title=escape(title), caption=caption, title_justify="left",
+                 caption_justify="left", **options)
+
+
+def _date_column(table: Table, header: str) -> None:
+    # A date never wraps: the zone is stated once in the totals' title.
+    table.add_column(header, no_wrap=True, min_width=16)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis (JSON, CSV and HTML keep it whole)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _cell(text: str, width: int) -> str:
+    # Clipped before rich sees it, so a long subject wraps over a few lines at most.
+    return escape(clip(text, width))
+
+
+def print_plan_tables(plan: Plan, console: Console, *, max_rows: int = 50) -> None:
+    """Totals, per family, per host, the largest groups, then the HA incidents, as rich tables."""
+    zone = time_zone(plan)
+    when = partial(short_time, zone=zone)
+    totals = _table(f"Totals (plan of {when(plan.generated_at)}, times {zone_label(zone)})",
+                    show_header=False)
+    totals.add_column("what")
+    totals.add_column("count", justify="right")
+    for label, value in total_rows(plan):
         totals.add_row(label, str(value))
     console.print(totals)
+
+    families = _table("Per family")
+    for col in ("family", "alerts", "groups", "duplicates"):
+        families.add_column(col, justify="left" if col == "family" else "right")
+    for f in family_rows(plan):
+        families.add_row(escape(f.family), str(f.alerts), str(f.groups), str(f.duplicates))
+    console.print(families)
+
+    hosts = _table("Hosts with most failures (whole history)",
+                   _more(max_rows, len(plan.hosts), "hosts", "--view hosts"))
+    for col in ("host", "zone", "failures", "rounds", "dup. rounds"):
+        hosts.add_column(col, justify="left" if col in ("host", "zone") else "right")
+    _date_column(hosts, "last failure")
+    for h in plan.hosts[:max_rows]:
+        hosts.add_row(_cell(h.host, 40), _cell(h.zone, 20), str(h.failures), str(h.rounds),
+                      str(h.duplicate_rounds), when(h.last_failure))
+    console.print(hosts)
+
+    # Below 100 columns the canonical's id gives way to the object (it is in every full format).
+    canonical = console.width >= 100
+    groups = _table("Largest duplicate groups (most copies first)",
+                    _more(max_rows, len(plan.groups), "groups"))
+    for col in ("family", "object", *(("canonical",) if canonical else ()), "count"):
+        groups.add_column(col, justify="right" if col == "count" else "left")
+    _date_column(groups, "first sent")
+    _date_column(groups, "last sent")
+    for g in largest_groups(plan)[:max_rows]:
+        ids = (_cell(g.canonical, 12),) if canonical else ()
+        groups.add_row(_cell(g.family, 14), _cell(g.object, 60), *ids, str(g.count),
+                       when(g.first_sent), when(g.last_sent))
+    console.print(groups)
+
+    incidents = _table(window_title(plan),
+                       _more(max_rows, len(plan.ha_incidents), "incidents", "--format json|html"))
+    for col in ("host", "started", "rounds", "dup. rounds", "restarts per VM", "backlog"):
+        if col == "started":
+            _date_column(incidents, col)
+        else:
+            incidents.add_column(col, justify="right" if "rounds" in col else "left")
+    for i in recent_incidents(plan)[:max_rows]:
+        incidents.add_row(_cell(i.host, 30), when(i.started), str(i.rounds),
+                          str(i.duplicate_rounds), _restarts(i) or "-",
+                          _cell(", ".join(i.backlog), 40) or "-")
+    console.print(incidents)
 
 
 def render_plan(plan: Plan, fmt: str, console: Console) -> None:

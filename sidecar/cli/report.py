@@ -15,10 +15,15 @@ from sidecar.support.errors import UserError
 
 #: Exit code when duplicates were found (for cron jobs and monitoring checks).
 EXIT_DUPLICATES = 3
+#: The plan's formats, and a page for people (``report`` only: cleanup prints no report).
+REPORT_FORMATS = (*FORMATS, "html")
 
 
 def report_command(
-    fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv or markdown."),
+    fmt: str = typer.Option(
+        "table", "--format", "-f",
+        help="table, json, csv, markdown or html (one self-contained page, always every view).",
+    ),
     view: str = typer.Option(
         "all", "--view", help="all, or hosts: each failed host's failures and duplicate HA "
         "rounds over the whole history."
@@ -31,19 +36,22 @@ def report_command(
     ledger_url: str | None = typer.Option(None, "--ledger-url", help="Ledger database URL."),
 ) -> None:
     """Show duplicate groups and HA incidents without changing anything (exit 3 if any)."""
-    require_format(fmt, FORMATS)
+    require_format(fmt, REPORT_FORMATS)
     if view not in VIEWS:
         raise UserError(f"unknown view {view!r}: choose one of {', '.join(VIEWS)}")
     families = parse_families(family)
-    from sidecar.ops.report import gather_plan  # the ledger's SQLAlchemy: not for --help
+    from sidecar.ops.report import gather_plan, gather_report  # SQLAlchemy: not for --help
 
     ctx = load_context(config, region=region, overrides={"ledger_url": ledger_url})
-    plan, _ = asyncio.run(gather_plan(ctx, families=families))
     console = Console(soft_wrap=fmt != "table")
-    if view == "hosts":
-        render_hosts(plan, fmt, console)
+    if fmt == "html":
+        from sidecar.cli.html import plan_html  # only this format draws
+
+        plan, times = asyncio.run(gather_report(ctx, families=families))
+        console.file.write(plan_html(plan, times))
     else:
-        render_plan(plan, fmt, console)
+        plan, _ = asyncio.run(gather_plan(ctx, families=families))
+        (render_hosts if view == "hosts" else render_plan)(plan, fmt, console)
     if plan.archive:
         raise typer.Exit(EXIT_DUPLICATES)
 

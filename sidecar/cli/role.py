@@ -157,16 +157,19 @@ def role_commands(name: str = DEFAULT_ROLE_NAME) -> str:
 def print_table(name: str = DEFAULT_ROLE_NAME) -> None:
     """The role as a rich table with the reasons, for reading."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"CloudStack role {name!r} (type {ROLE_TYPE})", title_justify="left")
+    table = Table(title=f"CloudStack role {escape(repr(name))} (type {ROLE_TYPE})",
+                  title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("rule")
     table.add_column("permission")
     table.add_column("why")
     for index, rule in enumerate(role_rules(), start=1):
-        table.add_row(str(index), rule["rule"], rule["permission"], rule["description"])
+        table.add_row(str(index), *map(escape, (rule["rule"], rule["permission"],
+                                                rule["description"])))
     console.print(table)
     console.print(WHY_ADMIN, markup=False)
     console.print(WHY_DENY_ALL, markup=False)

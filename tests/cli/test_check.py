@@ -233,6 +233,21 @@ def test_the_region_option_selects_an_ini_section(monkeypatch):
     assert "(lab)" in result.stdout
 
 
+def test_ini_section_names_are_shown_literally_not_taken_as_markup(monkeypatch):
+    ini = Path.home() / ".cloudstack.ini"
+    # configparser reads "[[red]lab]" as the section "[red]lab": rich markup, were it not escaped.
+    section = f"endpoint = {ENDPOINT}\nkey = {KEY}\nsecret = {SECRET}\n"
+    ini.write_text(f"[cloudstack]\n{section}[[red]lab]\n{section}")
+    ini.chmod(0o600)
+    monkeypatch.setattr(sidecar.cli.check, "_wall_clock", lambda: WALL)
+    result = invoke(Server(), "--region", "[red]lab")
+    assert result.exit_code == 0, result.output
+    assert "check ([red]lab)" in result.stdout
+    assert "│ [[red]lab] of " in result.stdout
+    default = invoke(Server(), "--region", "cloudstack")
+    assert "│ [cloudstack] of " in default.stdout
+
+
 def test_an_unknown_format_is_refused(env):
     result = CliRunner().invoke(make_app(), ["check", "--format", "xml"])
     assert result.exit_code == 2

@@ -1,11 +1,13 @@
-"""Rendering a Plan: the JSON contract, CSV, markdown and tables (newest first, highlights)."""
+"""Rendering a Plan: the JSON contract, CSV, markdown and tables (totals first, highlights)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from rich.console import Console
@@ -72,12 +74,12 @@ def test_markdown_lists_the_newest_group_first_and_escapes_pipes() -> None:
     assert "db-3" in text and "cache-5" in text
 
 
-def test_tables_list_the_newest_first_and_keep_markup_in_data_literal() -> None:
+def test_tables_list_equally_large_groups_newest_first_and_keep_markup_in_data_literal() -> None:
     console = Console(file=io.StringIO(), width=200, color_system=None)
     print_plan_tables(plan(), console)
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert out.index("new-canon") < out.index("old-canon")
-    incidents = out.split("HA incidents")[1]
+    incidents = out.split("HA incidents (whole history, newest first)")[1]
     assert incidents.index("kvm-02") < incidents.index("kvm-01")
     assert "vm=[bold]web[/]" in out  # an alert's text is shown, never interpreted
     assert "db-3×3" in out and "cache-5" in out
@@ -97,8 +99,61 @@ def test_tables_are_capped_with_a_caption_pointing_to_the_full_formats() -> None
     print_plan_tables(plan(), console, max_rows=1)
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert "new-canon" in out and "old-canon" not in out
-    assert "1 more groups: use --format json or csv" in out
-    assert "1 more incidents" in out
+    assert "1 more groups (of 2): --format json|csv|html" in out
+    assert "1 more incidents (of 2)" in out
+
+
+def many_groups(n: int = 80) -> Plan:
+    """The test plan with ``n`` more groups of long objects, the oldest the largest."""
+    long = "host=kvm-{i:02d}.a-rather-long-domain-name.example.org host_id={i} zone=zone-a pod=p1"
+    extra = [group(f"g{i:03d}", T0 + timedelta(hours=i), obj=long.format(i=i)) for i in range(n)]
+    extra[0] = replace(extra[0], duplicates=tuple(f"big-d{k}" for k in range(9)))
+    base = plan()
+    return replace(base, groups=base.groups + tuple(extra))
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_tables_put_totals_first_and_never_split_a_date_or_a_long_object(width: int) -> None:
+    console = Console(width=width, record=True, file=io.StringIO())
+    print_plan_tables(many_groups(), console, max_rows=20)
+    out = console.export_text()
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= width  # nothing cropped or overflowing
+    order = ["Totals (plan of 2025-06-01 10:00, times UTC)", "Per family",
+             "Hosts with most failures", "Largest duplicate groups",
+             "HA incidents (whole history, newest first)"]
+    assert [out.index(title) for title in order] == sorted(out.index(t) for t in order)
+    groups = out.split("Largest duplicate groups")[1].split("HA incidents (")[0]
+    rows = [line for line in groups.splitlines() if re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", line)]
+    assert len(rows) == 20 and "│    10 │ 2025-05-01 10:00" in rows[0]  # the largest first
+    # Every date is whole on its line: no "2025-05-0" / "1 10:00" split, no ISO tail.
+    assert not re.search(r"\d{4}-\d\d-\d\d\s*(│|$)", out, re.MULTILINE)
+    assert "T10:00" not in out and "Z\n" not in out
+    continuation = [line for line in groups.splitlines()
+                    if line.startswith("│") and not re.search(r"\d{4}-", line)]
+    assert len(continuation) <= 3 * len(rows)  # an object wraps over four lines at most
+    assert "62 more groups (of 82): --format json|csv|html" in " ".join(out.split())
+
+
+def test_the_per_family_table_counts_alerts_groups_and_duplicates() -> None:
+    base = many_groups(3)  # 5 groups: 4 of 2 duplicates, one of 9
+    counted = replace(base, summary=replace(base.summary, by_family={"host_is_down": 40,
+                                                                     "ha_starting_vm": 7}))
+    console = Console(width=120, record=True, file=io.StringIO())
+    print_plan_tables(counted, console)
+    families = console.export_text().split("Per family")[1].split("Hosts with")[0]
+    assert re.search(r"host_is_down\s+│\s+40\s+│\s+5\s+│\s+17\s+│", families)
+    assert re.search(r"ha_starting_vm\s+│\s+7\s+│\s+0\s+│\s+0\s+│", families)
+
+
+def test_dates_are_shown_in_the_plans_zone_and_the_title_says_which() -> None:
+    india = timezone(timedelta(hours=5, minutes=30))
+    shifted = replace(plan(), generated_at=plan().generated_at.astimezone(india))
+    console = Console(width=120, record=True, file=io.StringIO())
+    print_plan_tables(shifted, console)
+    out = console.export_text()
+    assert "times UTC+05:30" in out
+    assert "2025-05-31 15:30" in out  # kvm-02's failure, 10:00 UTC
 
 
 def test_render_plan_writes_machine_formats_without_console_markup() -> None:
@@ -119,3 +174,22 @@ def test_streamed_json_is_the_same_text_whatever_the_chunk_size(
         assert plan_json(plan()) == whole
     empty = Plan(T0, (), (), (), Summary())
     assert json.loads(plan_json(empty)) == empty.to_json()
+
+
+def test_vm_names_hosts_zones_and_subjects_with_brackets_are_shown_literally() -> None:
+    from sidecar.cli.demo import _alert_table
+    from sidecar.model.plan import HostFailures
+    from sidecar.model.resources import Alert
+
+    base = plan()
+    odd = replace(base.ha_incidents[1], host="kvm-[b]02", backlog=("[i]cache[/i]",),
+                  vms=(VmRestarts("[red]db[/red]", "i-2-3-VM", 3),),
+                  restarted_more_than_once=("[red]db[/red]",))
+    hosts = (HostFailures("kvm-[b]02", "h2", "[zone a]", 1, 3, 2, T0),)
+    console = Console(width=200, record=True, file=io.StringIO())
+    print_plan_tables(replace(base, ha_incidents=(odd,), hosts=hosts), console)
+    subject = "HA starting VM: [bold]web[/bold] (i-2-9-VM)"
+    console.print(_alert_table("alerts", [Alert("a1", 8, "ALERT.USERVM", subject, T0)]))
+    out = console.export_text()
+    for text in ("kvm-[b]02", "[i]cache[/i]", "[red]db[/red]×3", "[zone a]", subject):
+        assert text in out

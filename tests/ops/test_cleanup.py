@@ -162,7 +162,7 @@ def test_cleanup_without_apply_is_a_dry_run_that_shows_the_plan_and_a_summary(
         result = run_cli(["cleanup"], cli_env(small, endpoint, ledger_url(tmp_path)),
                          monkeypatch)
     assert result.code == 0, result.err
-    assert "Duplicate alert groups" in result.out
+    assert "Largest duplicate groups" in result.out
     assert "Cleanup summary (dry run)" in result.out
     assert f"duplicates found {len(small.truth.duplicate_ids)}" in " ".join(
         result.out.replace("│", " ").split()

@@ -63,7 +63,7 @@ def test_report_exits_0_when_there_is_nothing_to_do(
     assert result.json()["archive"] == []
 
 
-def test_report_tables_show_the_newest_groups_first_and_the_totals(
+def test_report_tables_show_the_totals_first_then_the_largest_groups(
     sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = None
@@ -72,14 +72,17 @@ def test_report_tables_show_the_newest_groups_first_and_the_totals(
         table = run_cli(["report"], env, monkeypatch)
         plan = run_cli(["report", "--format", "json"], env, monkeypatch).json()
     assert table.code == 3
-    newest = max(plan["groups"], key=lambda g: g["last_sent"])
-    first_row = next(line for line in table.out.splitlines() if line.startswith("│"))
-    assert newest["canonical"][:8] in first_row
-    for title in ("Duplicate alert groups (newest first)", "HA incidents of the last 7 days",
-                  "Hosts with most failures (whole history)", "Totals",
-                  "duplicates to archive", "duplicate HA rounds (whole history)"):
-        assert title in table.out
-    assert "\x1b[" not in table.out
+    out = table.out
+    titles = ["Totals (plan of ", "duplicates to archive", "duplicate HA rounds (whole history)",
+              "Per family", "Hosts with most failures (whole history)",
+              "Largest duplicate groups (most copies first)", "HA incidents of the last 7 days"]
+    assert [out.index(t) for t in titles] == sorted(out.index(t) for t in titles)
+    largest = max(g["count"] for g in plan["groups"])
+    groups = out.split("Largest duplicate groups")[1]
+    first_row = next(line for line in groups.splitlines() if line.startswith("│"))
+    assert f"│ {largest:>5} │" in first_row
+    assert f"{len(plan['groups']) - 50} more groups" in out
+    assert "\x1b[" not in out
 
 
 def test_report_csv_and_markdown_carry_every_group(
@@ -112,7 +115,8 @@ def test_report_rejects_an_unknown_format_in_one_line(
 ) -> None:
     result = run_cli(["report", "--format", "yaml"], {}, monkeypatch)
     assert result.code == 2
-    assert result.err == "error: unknown format 'yaml': choose one of table, json, csv, markdown\n"
+    assert result.err == ("error: unknown format 'yaml': choose one of table, json, csv, "
+                          "markdown, html\n")
 
 
 def test_the_summary_counts_host_failures_and_duplicate_rounds_of_the_whole_history(
