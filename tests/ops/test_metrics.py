@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sidecar import __version__
 from sidecar.model.plan import Summary
 from sidecar.model.resources import Alert
-from sidecar.ops.service.metrics import Metrics, parse_address
+from sidecar.ops.service.metrics import FAILURE_REASONS, Metrics, parse_address
 from sidecar.support.errors import ConfigError
 
 
@@ -119,6 +119,18 @@ def test_alerts_seen_are_labelled_with_the_reconcilers_family_by_default():
     assert value(metrics, "cloudstack_sidecar_alerts_seen_total", family="unknown") == 1
 
 
+def test_a_failed_cycle_counts_its_reason_and_every_reason_starts_at_zero():
+    metrics = Metrics()
+    assert all(value(metrics, "cloudstack_sidecar_cycle_failures_total", reason=r) == 0
+               for r in FAILURE_REASONS)
+    metrics.cycle(False, 2.0, reason="ledger")
+    metrics.cycle(False, 2.0)
+    metrics.cycle(True, 1.0, reason="ledger")  # an ok cycle has no failure to count
+    assert value(metrics, "cloudstack_sidecar_cycle_failures_total", reason="ledger") == 1
+    assert value(metrics, "cloudstack_sidecar_cycle_failures_total", reason="internal") == 1
+    assert value(metrics, "cloudstack_sidecar_cycles_total", outcome="failed") == 2
+
+
 def test_alerts_seen_use_the_given_family_classifier():
     metrics = Metrics(family_of=lambda a: "vm-ha" if a.name == "ALERT.USERVM" else "other")
     metrics.alerts_seen([alert("a1"), alert("h1", "ALERT.COMPUTE.HOST")])
@@ -133,6 +145,23 @@ def test_archived_adds_up_by_family_and_ignores_zero():
     metrics.archived("host-down", 0)
     assert value(metrics, "cloudstack_sidecar_archived_total", family="vm-ha") == 3
     assert value(metrics, "cloudstack_sidecar_archived_total", family="host-down") is None
+
+
+def test_archive_failures_add_up_by_family_and_ignore_zero():
+    metrics = Metrics()
+    metrics.archive_failed("vm-ha", 2)
+    metrics.archive_failed("vm-ha")
+    metrics.archive_failed("host-down", 0)
+    assert value(metrics, "cloudstack_sidecar_archive_failures_total", family="vm-ha") == 3
+    assert value(metrics, "cloudstack_sidecar_archive_failures_total", family="host-down") is None
+
+
+def test_dry_run_is_one_only_in_dry_run_mode():
+    metrics = Metrics()
+    metrics.dry_run(True)
+    assert value(metrics, "cloudstack_sidecar_dry_run") == 1
+    metrics.dry_run(False)
+    assert value(metrics, "cloudstack_sidecar_dry_run") == 0
 
 
 def test_api_call_counts_calls_and_errors_by_command_and_code():
