@@ -138,30 +138,18 @@ def test_alerts_seen_use_the_given_family_classifier():
     assert value(metrics, "cloudstack_sidecar_alerts_seen_total", family="other") == 1
 
 
-def test_archived_adds_up_by_family_and_ignores_zero():
+@pytest.mark.parametrize(("method", "name"), [
+    ("archived", "cloudstack_sidecar_archived_total"),
+    ("archive_failed", "cloudstack_sidecar_archive_failures_total"),
+])
+def test_archived_and_archive_failures_add_up_by_family_and_ignore_zero(method, name):
     metrics = Metrics()
-    metrics.archived("vm-ha", 2)
-    metrics.archived("vm-ha")
-    metrics.archived("host-down", 0)
-    assert value(metrics, "cloudstack_sidecar_archived_total", family="vm-ha") == 3
-    assert value(metrics, "cloudstack_sidecar_archived_total", family="host-down") is None
-
-
-def test_archive_failures_add_up_by_family_and_ignore_zero():
-    metrics = Metrics()
-    metrics.archive_failed("vm-ha", 2)
-    metrics.archive_failed("vm-ha")
-    metrics.archive_failed("host-down", 0)
-    assert value(metrics, "cloudstack_sidecar_archive_failures_total", family="vm-ha") == 3
-    assert value(metrics, "cloudstack_sidecar_archive_failures_total", family="host-down") is None
-
-
-def test_dry_run_is_one_only_in_dry_run_mode():
-    metrics = Metrics()
-    metrics.dry_run(True)
-    assert value(metrics, "cloudstack_sidecar_dry_run") == 1
-    metrics.dry_run(False)
-    assert value(metrics, "cloudstack_sidecar_dry_run") == 0
+    count = getattr(metrics, method)
+    count("vm-ha", 2)
+    count("vm-ha")
+    count("host-down", 0)
+    assert value(metrics, name, family="vm-ha") == 3
+    assert value(metrics, name, family="host-down") is None
 
 
 def test_api_call_counts_calls_and_errors_by_command_and_code():
@@ -182,12 +170,16 @@ def test_api_call_counts_calls_and_errors_by_command_and_code():
                  command="listAlerts") == 2
 
 
-def test_lease_is_one_while_held_and_zero_after():
+@pytest.mark.parametrize(("method", "name"), [
+    ("lease", "cloudstack_sidecar_lease_held"),
+    ("dry_run", "cloudstack_sidecar_dry_run"),
+])
+def test_lease_held_and_dry_run_are_one_when_true_and_zero_after(method, name):
     metrics = Metrics()
-    metrics.lease(True)
-    assert value(metrics, "cloudstack_sidecar_lease_held") == 1
-    metrics.lease(False)
-    assert value(metrics, "cloudstack_sidecar_lease_held") == 0
+    getattr(metrics, method)(True)
+    assert value(metrics, name) == 1
+    getattr(metrics, method)(False)
+    assert value(metrics, name) == 0
 
 
 def test_metrics_are_served_over_http_on_loopback():
