@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sidecar import __version__
 from sidecar.model.plan import Summary
 from sidecar.model.resources import Alert
-from sidecar.ops.service.metrics import Metrics, parse_address
+from sidecar.ops.service.metrics import FAILURE_REASONS, Metrics, parse_address
 from sidecar.support.errors import ConfigError
 
 
@@ -119,6 +119,18 @@ def test_alerts_seen_are_labelled_with_the_reconcilers_family_by_default():
     assert value(metrics, "cloudstack_sidecar_alerts_seen_total", family="unknown") == 1
 
 
+def test_a_failed_cycle_counts_its_reason_and_every_reason_starts_at_zero():
+    metrics = Metrics()
+    assert all(value(metrics, "cloudstack_sidecar_cycle_failures_total", reason=r) == 0
+               for r in FAILURE_REASONS)
+    metrics.cycle(False, 2.0, reason="ledger")
+    metrics.cycle(False, 2.0)
+    metrics.cycle(True, 1.0, reason="ledger")  # an ok cycle has no failure to count
+    assert value(metrics, "cloudstack_sidecar_cycle_failures_total", reason="ledger") == 1
+    assert value(metrics, "cloudstack_sidecar_cycle_failures_total", reason="internal") == 1
+    assert value(metrics, "cloudstack_sidecar_cycles_total", outcome="failed") == 2
+
+
 def test_alerts_seen_use_the_given_family_classifier():
     metrics = Metrics(family_of=lambda a: "vm-ha" if a.name == "ALERT.USERVM" else "other")
     metrics.alerts_seen([alert("a1"), alert("h1", "ALERT.COMPUTE.HOST")])
@@ -126,13 +138,18 @@ def test_alerts_seen_use_the_given_family_classifier():
     assert value(metrics, "cloudstack_sidecar_alerts_seen_total", family="other") == 1
 
 
-def test_archived_adds_up_by_family_and_ignores_zero():
+@pytest.mark.parametrize(("method", "name"), [
+    ("archived", "cloudstack_sidecar_archived_total"),
+    ("archive_failed", "cloudstack_sidecar_archive_failures_total"),
+])
+def test_archived_and_archive_failures_add_up_by_family_and_ignore_zero(method, name):
     metrics = Metrics()
-    metrics.archived("vm-ha", 2)
-    metrics.archived("vm-ha")
-    metrics.archived("host-down", 0)
-    assert value(metrics, "cloudstack_sidecar_archived_total", family="vm-ha") == 3
-    assert value(metrics, "cloudstack_sidecar_archived_total", family="host-down") is None
+    count = getattr(metrics, method)
+    count("vm-ha", 2)
+    count("vm-ha")
+    count("host-down", 0)
+    assert value(metrics, name, family="vm-ha") == 3
+    assert value(metrics, name, family="host-down") is None
 
 
 def test_api_call_counts_calls_and_errors_by_command_and_code():
@@ -153,12 +170,16 @@ def test_api_call_counts_calls_and_errors_by_command_and_code():
                  command="listAlerts") == 2
 
 
-def test_lease_is_one_while_held_and_zero_after():
+@pytest.mark.parametrize(("method", "name"), [
+    ("lease", "cloudstack_sidecar_lease_held"),
+    ("dry_run", "cloudstack_sidecar_dry_run"),
+])
+def test_lease_held_and_dry_run_are_one_when_true_and_zero_after(method, name):
     metrics = Metrics()
-    metrics.lease(True)
-    assert value(metrics, "cloudstack_sidecar_lease_held") == 1
-    metrics.lease(False)
-    assert value(metrics, "cloudstack_sidecar_lease_held") == 0
+    getattr(metrics, method)(True)
+    assert value(metrics, name) == 1
+    getattr(metrics, method)(False)
+    assert value(metrics, name) == 0
 
 
 def test_metrics_are_served_over_http_on_loopback():

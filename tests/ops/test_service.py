@@ -111,6 +111,7 @@ def test_a_dry_run_cycle_observes_and_plans_but_archives_nothing(
     assert result.plan is not None and set(result.plan.archive) == recent_duplicates(sim)
     assert "dry run" in result.message
     assert sim.stats.calls["archiveAlerts"] == 0
+    assert service.metrics.registry.get_sample_value("cloudstack_sidecar_dry_run") == 1
     with Ledger(url, holder="auditor", migrate=False, create=False) as ledger:
         assert ledger.actions() == []
         assert ledger.lease() is None
@@ -139,6 +140,9 @@ def test_a_cycle_failing_in_the_ledger_reports_that_error_not_the_failure_to_rec
     assert "could not record the failed cycle in the ledger: the run's end timed out" in (
         caplog.text
     )
+    sample = service.metrics.registry.get_sample_value
+    assert sample("cloudstack_sidecar_cycle_failures_total", {"reason": "ledger"}) == 1
+    assert sample("cloudstack_sidecar_cycle_failures_total", {"reason": "internal"}) == 0
 
 
 def test_the_vms_of_a_failed_host_are_polled_while_its_ha_is_under_way_and_then_no_more(
@@ -180,6 +184,26 @@ def test_metrics_count_cycles_archives_and_api_calls(
     assert 'cloudstack_sidecar_cycles_total{outcome="ok"} 1.0' in text
     assert 'cloudstack_sidecar_api_calls_total{code="200",command="listAlerts"}' in text
     assert "cloudstack_sidecar_lease_held 1.0" in text
+    assert "cloudstack_sidecar_dry_run 0.0" in text
+
+
+def test_metrics_count_the_duplicates_whose_archiving_failed_by_family(
+    sim: Simulator, tmp_path: Path, service_for: list[Service]
+) -> None:
+    # A 431 that names no id fails the whole batch (nothing to bisect, nothing gone).
+    sim.faults.add("error", "archiveAlerts", status=431, text="invalid parameter",
+                   cserrorcode=4350)
+    with served(sim) as endpoint:
+        service = new_service(service_for, sim, endpoint, ledger_url(tmp_path))
+        result = service.run_cycle()
+    text = service.metrics.render().decode()
+    failed = sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        if line.startswith("cloudstack_sidecar_archive_failures_total{")
+    )
+    assert result.counts["failed"] == len(recent_duplicates(sim)) > 0
+    assert failed == result.counts["failed"]
+    assert "cloudstack_sidecar_archived_total{" not in text
 
 
 def test_run_once_acts_and_run_once_dry_run_archives_nothing(

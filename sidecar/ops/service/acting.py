@@ -70,6 +70,10 @@ class Archiver:
             by_family[family] = by_family.get(family, 0) + 1
         for family, n in by_family.items():
             self._metrics.archived(family, n)
+        for alert_id in done.failed:
+            # A superseded intent may name an alert no longer in any group.
+            group = groups.get(alert_id)
+            self._metrics.archive_failed(group.family if group else "unknown")
         if done.archived:
             log.info("archived %d duplicate alerts (%s)", len(done.archived),
                      ", ".join(f"{n} {f}" for f, n in sorted(by_family.items())))

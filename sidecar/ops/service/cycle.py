@@ -56,6 +56,8 @@ class CycleResult:
     duration: float = 0.0
     exit_code: int = 0
     hosts: list[Host] = field(default_factory=list)
+    #: Why a failed cycle failed, one of the metrics' FAILURE_REASONS.
+    reason: str = ""
 
 
 def duplicates_by_family(plan: Plan) -> dict[str, int]:
@@ -85,6 +87,7 @@ class Service:
         self.settings = ctx.settings
         self.dry_run = dry_run
         self.metrics = metrics or Metrics()
+        self.metrics.dry_run(dry_run)
         self.policy = policy_for(self.settings)
         #: Whether the policy's detection time comes from the cloud (listConfigurations).
         self._detection_read = False
@@ -150,25 +153,26 @@ class Service:
             )
         except TimeoutError:
             result = CycleResult(False, f"cycle exceeded its {self.settings.cycle_deadline:g} s "
-                                        "deadline; the next cycle resumes", exit_code=1)
+                                        "deadline; the next cycle resumes", exit_code=1,
+                                 reason="deadline")
         except AuthenticationError as exc:
             # The client probed: a key that works means the clock refused the signatures.
             until = ("signed requests are accepted again"
                      if exc.bracket is not None and exc.bracket.key_works
                      else "the credentials work again")
             result = CycleResult(False, f"{exc} — not acting until {until}",
-                                 exit_code=EXIT_CLOUDSTACK)
+                                 exit_code=EXIT_CLOUDSTACK, reason="authentication")
         except CloudStackError as exc:
-            result = CycleResult(False, str(exc), exit_code=EXIT_CLOUDSTACK)
+            result = CycleResult(False, str(exc), exit_code=EXIT_CLOUDSTACK, reason="cloudstack")
         except LedgerUnavailable as exc:
             result = CycleResult(False, f"{exc}; the next cycle retries",
-                                 exit_code=exc.exit_code)
+                                 exit_code=exc.exit_code, reason="ledger")
         except UserError as exc:
-            result = CycleResult(False, str(exc), exit_code=exc.exit_code)
+            result = CycleResult(False, str(exc), exit_code=exc.exit_code, reason="error")
         except Exception as exc:  # a bug: log it with its traceback, keep the service up
             log.exception("cycle failed")
             result = CycleResult(False, f"cycle failed: {type(exc).__name__}: {exc}",
-                                 exit_code=EXIT_CYCLE_FAILED)
+                                 exit_code=EXIT_CYCLE_FAILED, reason="internal")
         if not result.ok:
             # A failed cycle may leave a broken connection or ledger work in a worker thread
             # behind: wait for the work and start the next cycle with a new client and loop.
@@ -186,7 +190,8 @@ class Service:
             summary = dataclasses.replace(
                 result.plan.summary, by_family=duplicates_by_family(result.plan)
             )
-        self.metrics.cycle(result.ok, result.duration, summary)
+        self.metrics.cycle(result.ok, result.duration, summary,
+                           reason=result.reason or "internal")
         self._notify(result)
         return result
 
@@ -270,7 +275,8 @@ class Service:
         if interrupted:
             # The unanswered batch stays ``sent``; the next cycle settles it.
             return CycleResult(False, f"{message}; archiving interrupted: {interrupted}", plan,
-                               counts, exit_code=5, hosts=hosts)
+                               counts, exit_code=EXIT_CLOUDSTACK, hosts=hosts,
+                               reason="interrupted")
         return CycleResult(True, message, plan, counts, hosts=hosts)
 
     def prune(self) -> None:

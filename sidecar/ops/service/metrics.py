@@ -15,6 +15,7 @@ Usage::
     metrics.archived("ha_starting_vm", 3)
     metrics.alertmanager_sent("http://127.0.0.1:9093", 2)  # or alertmanager_error(url)
     metrics.cycle(True, 1.8, plan.summary)              # after every cycle, failed ones too
+    metrics.cycle(False, 50.0, reason="ledger")         # a failed cycle says why
     ...
     server.shutdown()
 
@@ -55,6 +56,13 @@ CYCLE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 50.0, 60.0, 12
 
 #: API call latency: the MS answers lists in tens of milliseconds; the request timeout is 10 s.
 API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+#: Why a cycle failed (the ``reason`` of cycle_failures_total): past its deadline, refused
+#: credentials, another CloudStack error, the ledger, another user error, a bug, archiving
+#: interrupted (a lost lease or a stop between batches).
+FAILURE_REASONS = (
+    "deadline", "authentication", "cloudstack", "ledger", "error", "internal", "interrupted",
+)
 
 
 def reconciler_family(alert: Alert) -> str:
@@ -135,6 +143,10 @@ class Metrics:
             "archived", "Duplicate alerts archived, by family.",
             ["family"], namespace=ns, registry=reg,
         )
+        self.archive_failures_total = Counter(
+            "archive_failures", "Duplicate alerts whose archiving failed, by family.",
+            ["family"], namespace=ns, registry=reg,
+        )
         self.ha_incidents_open = Gauge(
             "ha_incidents_open", "HA incidents (failed hosts) in the latest plan.",
             namespace=ns, registry=reg,
@@ -158,6 +170,10 @@ class Metrics:
         self.cycles_total = Counter(
             "cycles", "Reconcile cycles by outcome (ok, failed).",
             ["outcome"], namespace=ns, registry=reg,
+        )
+        self.cycle_failures_total = Counter(
+            "cycle_failures", "Failed reconcile cycles by reason (ledger, cloudstack, ...).",
+            ["reason"], namespace=ns, registry=reg,
         )
         self.last_success = Gauge(
             "last_successful_cycle_timestamp_seconds",
@@ -188,16 +204,28 @@ class Metrics:
             "alertmanager_errors", "Posts to Alertmanager that failed (retried next cycle).",
             ["alertmanager"], namespace=ns, registry=reg,
         )
-        # Show both outcomes from the start, so that rate() works before the first failure.
+        self.dry_run_mode = Gauge(
+            "dry_run", "1 if this sidecar runs in dry-run mode (never acts, never leases).",
+            namespace=ns, registry=reg,
+        )
+        # Show every outcome and reason from the start, so that rate() and increase() work
+        # before the first failure (a series born at 1 hides its first increment).
         for outcome in ("ok", "failed"):
             self.cycles_total.labels(outcome)
+        for reason in FAILURE_REASONS:
+            self.cycle_failures_total.labels(reason)
 
-    def cycle(self, ok: bool, duration: float, summary: Summary | None = None) -> None:
+    def cycle(
+        self, ok: bool, duration: float, summary: Summary | None = None, *,
+        reason: str = "internal",
+    ) -> None:
         """Record one cycle; a plan summary updates the HA and duplicate gauges."""
         self.cycle_duration.observe(duration)
         self.cycles_total.labels("ok" if ok else "failed").inc()
         if ok:
             self.last_success.set(time.time())
+        else:
+            self.cycle_failures_total.labels(reason).inc()
         if summary is None:
             return  # a failed cycle keeps the last known picture; the timestamp shows its age
         self.ha_incidents_open.set(summary.ha_incidents)
@@ -218,6 +246,11 @@ class Metrics:
         """Count ``n`` duplicates of ``family`` archived (or found already gone)."""
         if n > 0:
             self.archived_total.labels(family).inc(n)
+
+    def archive_failed(self, family: str, n: int = 1) -> None:
+        """Count ``n`` duplicates of ``family`` whose archiving failed."""
+        if n > 0:
+            self.archive_failures_total.labels(family).inc(n)
 
     def api_call(self, command: str, status: int, seconds: float) -> None:
         """The API client's ``on_call`` hook; ``status`` 0 means no response (transport)."""
@@ -241,6 +274,10 @@ class Metrics:
         """Whether this sidecar holds the leader lease now."""
         self.lease_held.set(1 if held else 0)
 
+    def dry_run(self, on: bool) -> None:
+        """Whether this sidecar runs in dry-run mode (lease rules skip such sidecars)."""
+        self.dry_run_mode.set(1 if on else 0)
+
     def render(self) -> bytes:
         """The text exposition format (what ``/metrics`` serves)."""
         return generate_latest(self.registry)
@@ -258,4 +295,4 @@ class Metrics:
         return MetricsServer(httpd, thread)
 
 
-__all__ = ["Metrics", "MetricsServer", "parse_address", "reconciler_family"]
+__all__ = ["FAILURE_REASONS", "Metrics", "MetricsServer", "parse_address", "reconciler_family"]
