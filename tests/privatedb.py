@@ -71,8 +71,10 @@ class PrivateMariaDB:
         installer = _which("mariadb-install-db")
         assert installer is not None, missing_binaries()
         done = subprocess.run(
+            # Its own tmpdir: bootstrap temp tables in the shared /tmp collide with other runs'.
             [installer, "--no-defaults", f"--datadir={self.datadir}", f"--user={getpass.getuser()}",
-             "--auth-root-authentication-method=normal", "--skip-test-db", *_SIZES],
+             f"--tmpdir={self.directory}", "--auth-root-authentication-method=normal",
+             "--skip-test-db", *_SIZES],
             capture_output=True, text=True, timeout=START_TIMEOUT, check=False,
         )
         if done.returncode != 0:
