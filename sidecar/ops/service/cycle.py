@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import hashlib
 import logging
 import threading
@@ -91,6 +92,8 @@ class Service:
         self.policy = policy_for(self.settings)
         #: Whether the policy's detection time comes from the cloud (listConfigurations).
         self._detection_read = False
+        #: Whether the first good cycle's long-lived state is out of the cyclic GC's way.
+        self._settled = False
         self.ledger: Ledger = ctx.ledger()
         #: CloudStack's version, from ``verify``.
         self.version = ""
@@ -193,6 +196,12 @@ class Service:
         self.metrics.cycle(result.ok, result.duration, summary,
                            reason=result.reason or "internal")
         self._notify(result)
+        if result.ok and not self._settled:
+            # The first cycle's inventory (40,000 VMs, their placements) lives on for many
+            # cycles: keep it out of the full collections that would land in quiet cycles.
+            gc.collect()
+            gc.freeze()
+            self._settled = True
         return result
 
     def _notify(self, result: CycleResult) -> None:
