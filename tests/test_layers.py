@@ -26,6 +26,7 @@ RANKS = {
     "sidecar.support": 1,
     "sidecar.cloudstack": 2,
     "sidecar.ledger": 2,
+    "sidecar.clouddb": 2,
     "sidecar.reconcile": 2,
     "sidecar.ops": 3,
     "sidecar.cli": 4,

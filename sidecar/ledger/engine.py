@@ -27,6 +27,7 @@ from sidecar.ledger.timeouts import (
 )
 from sidecar.model.defaults import LEDGER_STATEMENT_TIMEOUT
 from sidecar.support.errors import LedgerUnavailable
+from sidecar.support.redact import mask_url
 
 #: Alembic's version table; not ``alembic_version`` so the ledger can share a database.
 VERSION_TABLE = "sidecar_ledger_version"
@@ -55,12 +56,7 @@ _URL_HELP = (
 
 def mask(url: str | URL) -> str:
     """The URL with its password replaced by ``***`` (safe for messages and logs)."""
-    if isinstance(url, str):
-        try:
-            url = make_url(url)
-        except ArgumentError:
-            return "<unparseable URL>"
-    return url.render_as_string(hide_password=True)
+    return mask_url(url)
 
 
 def parse_url(url: str) -> URL:

@@ -27,6 +27,12 @@ class ConfigError(UserError):
     """Malformed, unknown or out-of-range configuration."""
 
 
+class CloudDbUnavailable(UserError):
+    """CloudStack's own database (``cloud_db_url``) cannot be reached or read."""
+
+    exit_code = EXIT_CLOUDSTACK
+
+
 class LedgerUnavailable(UserError):
     """The ledger database cannot be opened or written."""
 

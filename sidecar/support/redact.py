@@ -47,6 +47,19 @@ def registered_secrets() -> frozenset[str]:
         return frozenset(_secrets)
 
 
+def mask_url(url: object) -> str:
+    """A database URL (str or SQLAlchemy URL) with its password as ``***``, for messages."""
+    # Imported here: support is loaded by every command's --help, SQLAlchemy only when used.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)  # type: ignore[arg-type]
+    except (ArgumentError, TypeError, ValueError):
+        return "<unparseable URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
 def redact(text: str, extra: Iterable[str] = ()) -> str:
     """``text`` with every registered (and ``extra``) secret and credential value masked."""
     if not text:
@@ -109,6 +122,7 @@ __all__ = [
     "MASK",
     "RedactingFilter",
     "install_log_redaction",
+    "mask_url",
     "redact",
     "register_secret",
     "registered_secrets",

@@ -60,6 +60,20 @@ class Settings:
     twice this at worst, within the 50 s deadline) for the next cycle to retry; ledger
     statements take milliseconds."""
 
+    cloud_db_url: str = ""
+    """Default off: without it the sidecar reads only the API, as before. CloudStack's own
+    database (``mysql+pymysql://sidecar_ro:PASSWORD@db:3306/cloud``, TLS query options honoured)
+    is the only source of the exact HA queue (``op_ha_work`` has no API); a read-only user is
+    enough unless ``merge_ha_work`` is on. The password is masked in every message."""
+
+    merge_ha_work: bool = False
+    """Default false: the database is only read. True lets the service cancel duplicate HA rows
+    (the conditional UPDATE of a VM's surplus untaken rows), on verified releases only."""
+
+    ha_work_poll_interval: float = 5.0
+    """Default 5 s: one indexed query, often enough to cancel a duplicate while it still waits
+    for an HA worker, separate from the API cycle so that neither can stall the other."""
+
     region: str = "cloudstack"
     """Default ``cloudstack``: the ``cs`` ini section (region) holding endpoint, key and secret."""
 
@@ -173,6 +187,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "max_actions": (1, 100_000_000),
     "lease_ttl": (5.0, 86400.0),
     "ledger_statement_timeout": (1.0, 3600.0),
+    "ha_work_poll_interval": (1.0, 3600.0),
     "observation_retention_days": (1.0, 36500.0),
 }
 #: Settings that a TOML list may give; they are kept as one comma-separated string.
