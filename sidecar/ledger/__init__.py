@@ -14,6 +14,7 @@ from sidecar.ledger.actions import (
 )
 from sidecar.ledger.database import utcnow
 from sidecar.ledger.decisions import DecisionRecord
+from sidecar.ledger.hacancels import ALREADY_TAKEN, HA_CANCEL, ha_row_id
 from sidecar.ledger.lease import (
     LEASE_NAME,
     LeaseInfo,
@@ -40,9 +41,11 @@ from sidecar.support.errors import LedgerUnavailable
 __all__ = [
     "ACTION_STATES",
     "ALREADY_GONE",
+    "ALREADY_TAKEN",
     "DONE",
     "FAILED",
     "HA",
+    "HA_CANCEL",
     "INTENDED",
     "LEASE_NAME",
     "MERGE",
@@ -63,6 +66,7 @@ __all__ = [
     "action_key",
     "claim_lease",
     "default_holder",
+    "ha_row_id",
     "holder_is_dead_here",
     "utcnow",
 ]

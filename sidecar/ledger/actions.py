@@ -390,8 +390,11 @@ class Actions:
         self.leases.write(work, token)
 
     def unresolved(self) -> list[ActionRecord]:
-        """Actions left ``intended`` or ``sent`` (by a run that died, or one in progress)."""
-        return self.records(states=UNRESOLVED)
+        """Archive actions left ``intended`` or ``sent`` (by a run that died, or one in progress).
+
+        HA cancels (kind ``ha-cancel``) are settled by reading ``op_ha_work``, not a listing.
+        """
+        return self.records(states=UNRESOLVED, kind="archive")
 
     def records(
         self,
@@ -399,9 +402,12 @@ class Actions:
         states: Collection[str] | None = None,
         since: datetime | None = None,
         limit: int | None = None,
+        kind: str | None = None,
     ) -> list[ActionRecord]:
-        """Actions (oldest first), filtered by state and last update; the newest ``limit``."""
+        """Actions (oldest first), filtered by state, last update and kind; the newest ``limit``."""
         stmt = select(ACTIONS)
+        if kind is not None:
+            stmt = stmt.where(ACTIONS.c.kind == kind)
         if states is not None:
             stmt = stmt.where(ACTIONS.c.state.in_(list(states)))
         if since is not None:

@@ -24,6 +24,7 @@ from sidecar.ledger.audit import Audit
 from sidecar.ledger.database import Database, utcnow
 from sidecar.ledger.decisions import Decisions
 from sidecar.ledger.engine import parse_url
+from sidecar.ledger.hacancels import HaCancels
 from sidecar.ledger.holder import default_holder
 from sidecar.ledger.lease import Leases
 from sidecar.ledger.observations import Observations
@@ -99,6 +100,7 @@ class Ledger:
         self._decisions = Decisions(self._db)
         self._actions = Actions(self._db, self._leases, self._decisions)
         self._audit = Audit(self._db)
+        self._ha_cancels = HaCancels(self._db, self._leases)
         try:
             #: Schema revision found when opening (None: empty database); see revision().
             self.schema_before = revisions.ensure_schema(self._db, migrate=migrate)
@@ -177,6 +179,11 @@ class Ledger:
     mark = _Delegated("_actions", Actions.mark)
     unresolved_actions = _Delegated("_actions", Actions.unresolved)
     actions = _Delegated("_actions", Actions.records)
+
+    intend_ha_cancel = _Delegated("_ha_cancels", HaCancels.intend)
+    mark_ha_cancel = _Delegated("_ha_cancels", HaCancels.mark)
+    unresolved_ha_cancels = _Delegated("_ha_cancels", HaCancels.unresolved)
+    ha_cancels = _Delegated("_ha_cancels", HaCancels.records)
 
     verify = _Delegated("_audit", Audit.verify)
     export_rows = _Delegated("_audit", Audit.export_rows)
