@@ -180,13 +180,33 @@ def print_table(name: str = DEFAULT_ROLE_NAME) -> None:
     )
 
 
+def print_db_grants(*, json_format: bool) -> None:
+    """The GRANTs for ``cloud_db_url``'s user: read-only, and with merging (cloudstack.md §8.4)."""
+    # Imported here: it loads SQLAlchemy, which `role --help` does not need.
+    from sidecar.clouddb.schema import grant_statements
+
+    grants = grant_statements()
+    if json_format:
+        typer.echo(json.dumps(grants, indent=2))
+        return
+    typer.echo("-- Read-only (report, check, the HA queue view; merge_ha_work off):")
+    typer.echo("\n".join(grants["read-only"]))
+    typer.echo("-- Merging (merge_ha_work or cleanup --apply --ha-work): the same, plus")
+    typer.echo(grants["merging"][-1])
+
+
 def role_command(
     fmt: str = typer.Option("table", "--format", "-f", help="table, json or cs (shell commands)."),
     name: str = typer.Option(DEFAULT_ROLE_NAME, "--name", help="Name of the CloudStack role."),
+    db: bool = typer.Option(False, "--db", help="Print the least-privilege GRANTs on "
+                            "CloudStack's database instead (read-only; merging)."),
 ) -> None:
     """Print the least-privilege CloudStack role the sidecar needs, and how to create it."""
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if db:
+        print_db_grants(json_format=fmt == "json")
+        return
     if not name.strip():
         raise UserError("the role name is empty: pass --name with a name, e.g. cloudstack-sidecar")
     if fmt == "json":

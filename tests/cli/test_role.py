@@ -185,3 +185,17 @@ def test_the_script_writes_the_credential_file_the_unit_loads():
     unit = (ROOT / "systemd" / "cloudstack-sidecar.service").read_text()
     assert f"LoadCredential=cloudstack.ini:{path}" in unit
     assert f"> {path}" in role_commands()
+
+
+def test_role_db_prints_the_read_only_grants_and_the_one_update_merging_adds(
+    app: typer.Typer,
+) -> None:
+    result = CliRunner().invoke(app, ["role", "--db", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    grants = json.loads(result.output)
+    assert all(g.startswith("GRANT SELECT ON `cloud`.") for g in grants["read-only"])
+    assert grants["merging"] == [
+        *grants["read-only"], "GRANT UPDATE (step, taken) ON `cloud`.`op_ha_work` TO 'sidecar'@'%';"
+    ]
+    text = CliRunner().invoke(app, ["role", "--db"]).output
+    assert "GRANT UPDATE (step, taken)" in text and "ALL" not in text
