@@ -10,6 +10,7 @@ restart the VM (a duplicate HA execution, counted in the truth).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -153,7 +154,7 @@ class HaQueue:
         now = self.ctx.clock.time()
         for worker in sorted(self._idle):
             self._idle.discard(worker)
-            self.ctx.clock.schedule(now, lambda w=worker: self._work(w), f"ha-worker-{worker}")
+            self.ctx.clock.schedule(now, functools.partial(self._work, worker), f"ha-w-{worker}")
 
     def _work(self, worker: int) -> None:
         """One worker: take a row (or go idle until woken or a retry is due)."""
