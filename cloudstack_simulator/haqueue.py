@@ -124,17 +124,12 @@ class HaQueue:
         """``scheduleRestart``: one HA row (Investigating on the host-down path, else Scheduled)."""
         st = self.ctx.state
         now = self.ctx.clock.time()
-        before = [w for w in st.ha_work if w.instance_id == vm.id and w.type == "HA"]
-        row = st.add_ha_work(
+        reason = ("HostDown" if investigate else "Unknown") if self.ctx.profile.ha_reason else None
+        row = st.add_ha_restart(
             vm,
-            "HA",
-            host_id=vm.host_id if vm.host_id is not None else (vm.last_host_id or 0),
             step="Investigating" if investigate else "Scheduled",
             at=now,
-            tried=before[-1].tried if before and before[-1].step != "Done" else 0,
-            reason=("HostDown" if investigate else "Unknown")
-            if self.ctx.profile.ha_reason
-            else None,
+            reason=reason,
             failure_id=failure.id,
         )
         self.db.owned.add(row.id)
