@@ -18,9 +18,11 @@ from cloudstack_simulator.api.items import alert_item, host_item, vm_item
 from cloudstack_simulator.auth import add_key, authenticate, check_method
 from cloudstack_simulator.busy import BusyCloud, seed_busy
 from cloudstack_simulator.clock import VirtualClock, parse_timezone
+from cloudstack_simulator.cloud_db import CloudDb
 from cloudstack_simulator.context import Context
 from cloudstack_simulator.detection import PING_INTERVAL, PING_TIMEOUT, Ping, set_ping
 from cloudstack_simulator.faults import FaultRegistry
+from cloudstack_simulator.haqueue import HaQueue
 from cloudstack_simulator.hooks import run_hooks
 from cloudstack_simulator.inventory import Layout, build
 from cloudstack_simulator.ordered import alert_key, key_row
@@ -61,6 +63,8 @@ class Simulator:
         send_date: bool = False,
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
+        cloud_db_url: str | None = None,
+        cloud_db_path: str | None = None,
     ) -> None:
         if tie_order not in ("shuffle", "stable"):
             raise ValueError("tie_order must be 'shuffle' or 'stable'")
@@ -99,8 +103,65 @@ class Simulator:
         set_ping(self.context.state, Ping(ping_interval, ping_timeout))
         self.key, self.secret = self.create_key(None, key=key, secret=secret)
         self._server: SimulatorHTTPServer | None = None
+        # The cloud database is created on first use, so a simulator that never reads it
+        # (the demo, the seeded benches) pays nothing and its outputs do not change.
+        self._cloud_db_args = (cloud_db_url, cloud_db_path)
+        self._cloud_db: CloudDb | None = None
+        #: HA workers playing ``op_ha_work`` from the cloud database (``fail_hosts``).
+        self.ha_queue = HaQueue(self.context, self._open_cloud_db)
         self._thread: threading.Thread | None = None
         self.endpoint: str | None = None
+
+    # -- the cloud database (op_ha_work, host, vm_instance) ------------------------------------
+
+    def _open_cloud_db(self) -> CloudDb:
+        """The database, created (and filled from memory) the first time."""
+        with self.lock:
+            if self._cloud_db is None:
+                url, path = self._cloud_db_args
+                self._cloud_db = CloudDb(url, reason=self.profile.ha_reason, path=path)
+                self._cloud_db.sync(self.state)
+                self.truth.ha_rows = self._cloud_db.ha_rows
+            return self._cloud_db
+
+    @property
+    def cloud_db(self) -> CloudDb:
+        """The ``cloud`` database with this profile's DDL, synced from memory on each access."""
+        with self.lock:
+            db = self._open_cloud_db()
+            db.sync(self.state)
+            return db
+
+    @property
+    def cloud_db_url(self) -> str:
+        """An SQLAlchemy-style URL of the cloud database (``sqlite:///…`` by default)."""
+        return self.cloud_db.url
+
+    def restart_management_server(self) -> int:
+        """A management-server restart: 4.20.1+ marks untaken pending rows Investigating."""
+        with self.lock:
+            db = self.cloud_db
+            if not self.profile.ha_reason:  # markPendingWorksAsInvestigating is 4.20.1+ (#10167)
+                return 0
+            changed = db.mark_pending_investigating()
+            self.ha_queue.refresh()
+            for work in self.state.ha_work:
+                # The pre-planned rows live in memory: mark them too, so the next sync agrees.
+                if work.id not in db.owned and work.taken is None and work.step != "Done":
+                    work.step = "Investigating" if work.step != "Cancelled" else work.step
+            return changed
+
+    def fail_hosts(self, refs: list[str | int], rounds: int = 2, gap: float = 5.0) -> list[Any]:
+        """Hosts die now and their HA runs through the database queue (see ``haqueue``)."""
+        with self.lock:
+            hosts = [self.host(r) for r in refs]
+            return self.ha_queue.fail_hosts(hosts, rounds, gap)
+
+    def close_cloud_db(self) -> None:
+        """Close the cloud database connection."""
+        if self._cloud_db is not None:
+            self._cloud_db.close()
+            self._cloud_db = None
 
     # -- the shared parts (one Context; the handlers get it, never the Simulator) --------------
 
@@ -285,6 +346,8 @@ class Simulator:
     def ha_work(self, *, failure: int | None = None) -> list[dict[str, Any]]:
         """``op_ha_work`` rows (optionally of one failure), with upstream's columns."""
         with self.lock:
+            if self._cloud_db is not None:
+                self.ha_queue.refresh()  # another process may have cancelled rows
             return [
                 w.as_row() for w in self.state.ha_work if failure is None or w.failure_id == failure
             ]

@@ -145,14 +145,10 @@ class HaManager:
         """``scheduleRestart(vm, investigate=true)``: one Investigating row, then a worker."""
         st = self.ctx.state
         now = self.ctx.clock.time()
-        previous = [w for w in st.ha_work if w.instance_id == vm.id and w.type == "HA"]
-        row = st.add_ha_work(
+        row = st.add_ha_restart(
             vm,
-            "HA",
-            host_id=vm.host_id if vm.host_id is not None else (vm.last_host_id or 0),
             step="Investigating",
             at=now,
-            tried=previous[-1].tried if previous and previous[-1].step != "Done" else 0,
             reason="HostDown" if self.ctx.profile.ha_reason else None,
             failure_id=failure.id,
         )

@@ -320,6 +320,22 @@ class State:
         self.ha_work.append(row)
         return row
 
+    def add_ha_restart(
+        self, vm: Vm, *, step: str, at: float, reason: str | None, failure_id: int
+    ) -> HaWork:
+        """``scheduleRestart``'s row: host = VM's host (else last host, else 0), tries carried."""
+        previous = [w for w in self.ha_work if w.instance_id == vm.id and w.type == "HA"]
+        return self.add_ha_work(
+            vm,
+            "HA",
+            host_id=vm.host_id if vm.host_id is not None else (vm.last_host_id or 0),
+            step=step,
+            at=at,
+            tried=previous[-1].tried if previous and previous[-1].step != "Done" else 0,
+            reason=reason,
+            failure_id=failure_id,
+        )
+
     def pending_ha(self, instance_id: int, host_id: int) -> list[HaWork]:
         """HA rows of a VM on a host not yet Done/Cancelled/Error (the fix's query)."""
         return [

@@ -16,7 +16,11 @@ that HA placed on a host that failed later and was restarted again (canonical, n
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from cloudstack_simulator.harule import cancel_ids
 
 #: Alerts of one subject further apart than this are separate (the reconciler's default
 #: ``alert_gap_window``).
@@ -168,6 +172,26 @@ class Truth:
     _seconds: dict[str, SecondRestart] = field(default_factory=dict, repr=False)
     #: VM name -> (failure, alert uuid, time) of its latest first-restart in a failure.
     _restarted: dict[str, tuple[FailureTruth, str, float]] = field(default_factory=dict, repr=False)
+
+    #: Reads the current ``op_ha_work`` rows (set by the Simulator when it has a cloud database).
+    ha_rows: Callable[[], list[dict[str, Any]]] | None = field(default=None, repr=False)
+    #: HA executions (a worker restarting the VM) per (failure, VM id), from the HA queue.
+    ha_executions: Counter[tuple[int, int]] = field(default_factory=Counter, repr=False)
+    #: VM id -> when it last became Running through the HA queue.
+    ha_running_at: dict[int, float] = field(default_factory=dict, repr=False)
+
+    def ha_work_cancel_ids(self, now: float | None = None) -> list[int]:
+        """The ``op_ha_work`` ids the fixed duplicate rule would cancel in the current queue.
+
+        ``now`` is accepted for symmetry with the sidecar's read; the rows are read as they are.
+        """
+        if self.ha_rows is None:
+            return []
+        return cancel_ids(self.ha_rows())
+
+    def duplicate_ha_executions(self) -> int:
+        """Restarts beyond one per VM per failure (from the HA queue)."""
+        return sum(n - 1 for n in self.ha_executions.values() if n > 1)
 
     def new_failure(self, **kwargs: object) -> FailureTruth:
         """Open a failure record."""

@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -43,7 +44,57 @@ def _alert_table(title: str, alerts: list[Alert], limit: int = 12) -> Table:
     return table
 
 
-def run_demo(console: Console, *, seed: int = 7, history: int = 3000, workdir: Path) -> int:
+def _queue_table(title: str, rows: list[dict[str, Any]], names: dict[int, str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("id", "vm", "host", "step", "taken", "tried"):
+        table.add_column(col)
+    for r in rows[-14:]:  # the newest rows: the failure just played
+        table.add_row(str(r["id"]), escape(names.get(int(r["instance_id"]), "?")),
+                      str(r["host_id"]), r["step"], str(r["taken"] or "-"), str(r["tried"]))
+    table.caption = f"{len(rows)} op_ha_work rows: " + ", ".join(
+        f"{n} {k}" for k, n in Counter(r["step"] for r in rows).most_common()
+    )
+    return table
+
+
+def _ha_work_section(console: Console, sim: Any) -> None:
+    """``--ha-work``: two more hosts fail; the HA queue in the simulator's database."""
+    # Imported here: only the demo reaches into the simulator's truth (its own copy of the rule).
+    from cloudstack_simulator.harule import cancel_plan
+
+    console.print(Rule("--ha-work: the HA queue (op_ha_work) in the simulated cloud database"))
+    up = [h.id for h in sim.state.hosts.values() if h.status == "Up" and h.type == "Routing"]
+    sim.fail_hosts(up[:2], rounds=2)
+    sim.clock.advance(6)  # both scheduleRestartForVmsOnHost rounds have queued their rows
+    names = {vm.id: vm.name for vm in sim.state.vms.values()}
+    rows = sim.cloud_db.ha_rows()
+    console.print(f"database: {escape(sim.cloud_db_url)}")
+    console.print(_queue_table("HA queue before", rows, names))
+    plan = cancel_plan(rows)
+    table = Table(title="Duplicate HA rows (the simulator's truth)", title_justify="left")
+    for col in ("vm", "host", "keep", "cancel"):
+        table.add_column(col)
+    for (vm_id, host_id), (keep, cancel) in sorted(plan.items())[:10]:
+        table.add_row(escape(names.get(vm_id, "?")), str(host_id), str(keep),
+                      ", ".join(map(str, cancel)))
+    table.caption = f"{sum(len(c) for _, c in plan.values())} rows a merge would cancel"
+    console.print(table)
+    # Merge hook: when `cleanup --apply --ha-work` exists (the sidecar's HA-work branch), run it
+    # here against sim.cloud_db_url, before the workers reach the duplicates.
+    console.print("[dim]merge: not on this branch (cleanup --apply --ha-work goes here)[/]")
+    sim.clock.run_until_idle()
+    console.print(_queue_table("HA queue after the workers ran", sim.cloud_db.ha_rows(), names))
+    outcome = sim.ha_queue.outcome()
+    console.print(
+        f"duplicate HA executions {outcome['duplicate_executions']}, every HA VM running again "
+        f"after {outcome['all_running_after']} s (virtual), "
+        f"{len(outcome['never_ran_again'])} never ran again"
+    )
+
+
+def run_demo(
+    console: Console, *, seed: int = 7, history: int = 3000, workdir: Path, ha_work: bool = False
+) -> int:
     """Run the demo; returns 0 when exactly the injected duplicates were archived."""
     # Imported here: the ledger (and cleanup, which uses it) pull in SQLAlchemy and Alembic.
     from cloudstack_simulator import Simulator
@@ -101,9 +152,12 @@ def run_demo(console: Console, *, seed: int = 7, history: int = 3000, workdir: P
 
         after = [Alert.from_api(r) for r in sim.alerts_as_api()]
         console.print(_alert_table("Alert list after", after))
+        # The truth of the alert demo, before --ha-work's failure adds alerts of its own.
+        truth = set(sim.truth.duplicate_ids)
+        if ha_work:
+            _ha_work_section(console, sim)
 
     archived = {a.alert_id for a in actions if a.state == "done"}
-    truth = set(sim.truth.duplicate_ids)
     wrong = archived - truth
     missed = truth - archived
     elapsed = time.monotonic() - started
@@ -120,11 +174,14 @@ def run_demo(console: Console, *, seed: int = 7, history: int = 3000, workdir: P
 def demo_command(
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
     history: int = typer.Option(3000, "--history", help="Historical alerts to seed."),
+    ha_work: bool = typer.Option(
+        False, "--ha-work", help="Also show the HA queue (op_ha_work) before and after."
+    ),
 ) -> None:
     """Show duplicates found, archived, and the ledger, on the embedded simulator."""
     console = Console()
     with tempfile.TemporaryDirectory(prefix="sidecar-demo-") as tmp:
-        code = run_demo(console, seed=seed, history=history, workdir=Path(tmp))
+        code = run_demo(console, seed=seed, history=history, workdir=Path(tmp), ha_work=ha_work)
     raise typer.Exit(code)
 
 
