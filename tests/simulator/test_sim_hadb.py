@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
+from dbkit import SERVERS, server_database
 
 from cloudstack_simulator import Simulator
 from cloudstack_simulator.harule import cancel_ids
@@ -16,26 +16,16 @@ def _sim(profile: str = "4.19.2", url: str | None = None, hosts: int = 4) -> Sim
     return Simulator(profile=profile, seed=11, hosts=hosts, vms_per_host=3, cloud_db_url=url)
 
 
-@pytest.fixture(params=["sqlite", "mysql"])
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def db_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """None (an SQLite file) or a uniquely named MariaDB database, dropped afterwards."""
     if request.param == "sqlite":
         yield None
         return
-    base = os.environ.get("SIDECAR_TEST_MYSQL_URL")
-    if not base:
-        pytest.skip("SIDECAR_TEST_MYSQL_URL is not set")
-    import pymysql  # only with a MariaDB to talk to
-
-    name = f"cloudsim_{uuid.uuid4().hex[:12]}"
-    server = base.rsplit("/", 1)[0]
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
-    conn.cursor().execute(f"CREATE DATABASE `{name}`")
-    try:
-        yield f"{server}/{name}"
-    finally:
-        conn.cursor().execute(f"DROP DATABASE `{name}`")
-        conn.close()
+    if not os.environ.get(SERVERS["mysql"]):
+        pytest.skip(f"{SERVERS['mysql']} is not set: no MariaDB server to test against")
+    with server_database("mysql", prefix="cloudsim") as url:
+        yield url
 
 
 @pytest.mark.parametrize(
