@@ -4,8 +4,8 @@ MariaDB/MySQL through PyMySQL (``ssl_ca``/``ssl_cert``/``ssl_key``/``ssl_check_h
 query options reach PyMySQL as its ``ssl`` argument), SQLite for tests and the simulator. Every
 connection bounds its statements so that a slow or locked CloudStack database never blocks the
 sidecar: MariaDB ``max_statement_time``, MySQL ``max_execution_time`` (SELECTs), both
-``innodb_lock_wait_timeout``; SQLite's busy timeout. The ledger has the same per-backend rule
-(``sidecar.ledger.timeouts``) but is a sibling layer, hence this small copy for one backend.
+``innodb_lock_wait_timeout``; SQLite's busy timeout. The statements are the ledger's
+(``sidecar.support.sqltimeouts``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 from sidecar.support.errors import CloudDbUnavailable
 from sidecar.support.redact import mask_url, redact, register_secret
+from sidecar.support.sqltimeouts import is_mariadb, mysql_statements
 
 #: Seconds one statement on CloudStack's database may take (one indexed query takes ms).
 STATEMENT_TIMEOUT = 10.0
@@ -46,20 +47,6 @@ def parse_cloud_url(url: str | URL) -> URL:
             f"{parsed.drivername!r}: {_HELP}"
         )
     return parsed.set(drivername=drivername)
-
-
-def is_mariadb(server_version: str) -> bool:
-    """True for MariaDB's version string (``10.11.6-MariaDB-…``), False for MySQL's."""
-    return "mariadb" in server_version.lower()
-
-
-def mysql_limits(mariadb: bool, timeout: float) -> str:
-    """The SET statement bounding one MariaDB/MySQL session (lock waits: half, whole seconds)."""
-    lock = max(1, math.ceil(timeout / 2))
-    waits = f"innodb_lock_wait_timeout = {lock}, lock_wait_timeout = {lock}"
-    if mariadb:
-        return f"SET SESSION max_statement_time = {timeout:.3f}, {waits}"
-    return f"SET SESSION max_execution_time = {max(1, round(timeout * 1000))}, {waits}"
 
 
 def create_cloud_engine(url: str | URL, *, statement_timeout: float = STATEMENT_TIMEOUT) -> Engine:
@@ -95,7 +82,8 @@ def create_cloud_engine(url: str | URL, *, statement_timeout: float = STATEMENT_
         cursor = dbapi_conn.cursor()
         try:
             mariadb = is_mariadb(dbapi_conn.get_server_info())
-            cursor.execute(mysql_limits(mariadb, statement_timeout))
+            for statement in mysql_statements(mariadb, statement_timeout):
+                cursor.execute(statement)
         finally:
             cursor.close()
 
@@ -117,8 +105,6 @@ def unavailable(engine_or_url: Engine | str | URL, exc: BaseException) -> CloudD
 __all__ = [
     "STATEMENT_TIMEOUT",
     "create_cloud_engine",
-    "is_mariadb",
-    "mysql_limits",
     "parse_cloud_url",
     "unavailable",
 ]

@@ -20,8 +20,14 @@ LedgerUnavailable; nothing is retried here: the service's next cycle retries.
 
 from __future__ import annotations
 
-import math
 from typing import Any
+
+from sidecar.support.sqltimeouts import (
+    is_mariadb,
+    lock_wait,
+    mysql_statements,
+    postgres_statements,
+)
 
 #: SQLSTATEs of PostgreSQL: query_canceled (statement_timeout), lock_not_available.
 _PG_TIMEOUTS = {"57014", "55P03"}
@@ -29,34 +35,6 @@ _PG_TIMEOUTS = {"57014", "55P03"}
 #: MySQL/MariaDB errors: lock wait timeout, MariaDB max_statement_time, MySQL
 #: max_execution_time.
 _MYSQL_TIMEOUTS = {1205, 1969, 3024}
-
-
-def lock_wait(timeout: float) -> float:
-    """Seconds a statement may wait for a lock: half of the statement timeout."""
-    return timeout / 2
-
-
-def postgres_statements(timeout: float) -> list[str]:
-    """SET statements bounding a PostgreSQL session (values in milliseconds)."""
-    return [
-        f"SET statement_timeout = {max(1, round(timeout * 1000))}",
-        f"SET lock_timeout = {max(1, round(lock_wait(timeout) * 1000))}",
-    ]
-
-
-def is_mariadb(server_version: str) -> bool:
-    """True for MariaDB's version string (``10.11.6-MariaDB-…``), False for MySQL's."""
-    return "mariadb" in server_version.lower()
-
-
-def mysql_statements(mariadb: bool, timeout: float) -> list[str]:
-    """The SET statement bounding a MariaDB or MySQL session (see the module docstring)."""
-    # Whole seconds, at least 1: InnoDB's and the metadata lock's limits have no fractions.
-    lock = max(1, math.ceil(lock_wait(timeout)))
-    waits = f"innodb_lock_wait_timeout = {lock}, lock_wait_timeout = {lock}"
-    if mariadb:
-        return [f"SET SESSION max_statement_time = {timeout:.3f}, {waits}"]
-    return [f"SET SESSION max_execution_time = {max(1, round(timeout * 1000))}, {waits}"]
 
 
 def unbounded_statements(backend: str, *, mariadb: bool) -> list[str]:
