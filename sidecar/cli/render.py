@@ -157,16 +157,7 @@ def plan_markdown(plan: Plan) -> str:
     for g in recent_groups(plan):
         lines.append(_md_row([g.family, g.object, g.canonical, g.count, iso(g.first_sent),
                               iso(g.last_sent)]))
-    lines += [
-        "",
-        "## Hosts with most failures (whole history)",
-        "",
-        _md_row(["host", "zone", "failures", "rounds", "duplicate rounds", "last failure"]),
-        _md_row(["---"] * 6),
-    ]
-    for h in plan.hosts:
-        lines.append(_md_row([h.host, h.zone, h.failures, h.rounds, h.duplicate_rounds,
-                              iso(h.last_failure)]))
+    lines += ["", "## Hosts with most failures (whole history)", "", *hosts_markdown(plan)]
     lines += [
         "",
         f"## {window_title(plan)}",
@@ -311,15 +302,7 @@ def print_plan_tables(plan: Plan, console: Console, *, max_rows: int = 50) -> No
         families.add_row(escape(f.family), str(f.alerts), str(f.groups), str(f.duplicates))
     console.print(families)
 
-    hosts = _table("Hosts with most failures (whole history)",
-                   _more(max_rows, len(plan.hosts), "hosts", "--view hosts"))
-    for col in ("host", "zone", "failures", "rounds", "dup. rounds"):
-        hosts.add_column(col, justify="left" if col in ("host", "zone") else "right")
-    _date_column(hosts, "last failure")
-    for h in plan.hosts[:max_rows]:
-        hosts.add_row(_cell(h.host, 40), _cell(h.zone, 20), str(h.failures), str(h.rounds),
-                      str(h.duplicate_rounds), when(h.last_failure))
-    console.print(hosts)
+    console.print(hosts_table(plan, max_rows=max_rows))
 
     # Below 100 columns the canonical's id gives way to the object (it is in every full format).
     canonical = console.width >= 100
@@ -371,17 +354,34 @@ def render_hosts(plan: Plan, fmt: str, console: Console) -> None:
         console.file.write(json.dumps([h.to_json() for h in plan.hosts], indent=1) + "\n")
     elif fmt == "csv":
         console.file.write(hosts_csv(plan))
+    elif fmt == "markdown":
+        console.file.write("\n".join(hosts_markdown(plan, with_id=True)) + "\n")
     else:
-        table = Table(title="Hosts with most failures (whole history)", title_justify="left")
-        for col in ("host", "host id", "zone", "failures", "rounds", "dup. rounds",
-                    "last failure"):
-            table.add_column(col, overflow="fold")
-        rows = [[h.host, h.host_id, h.zone, str(h.failures), str(h.rounds),
-                 str(h.duplicate_rounds), iso(h.last_failure) or ""] for h in plan.hosts]
-        if fmt == "markdown":
-            lines = [_md_row(c.header for c in table.columns), _md_row(["---"] * 7)]
-            console.file.write("\n".join([*lines, *map(_md_row, rows)]) + "\n")
-            return
-        for row in rows:
-            table.add_row(*map(escape, row))
-        console.print(table)
+        console.print(hosts_table(plan, max_rows=None, with_id=True))
+
+
+def hosts_markdown(plan: Plan, *, with_id: bool = False) -> list[str]:
+    """The per-host view as markdown table lines (header, separator, a row per host)."""
+    header = ["host", *(("host id",) if with_id else ()), "zone", "failures", "rounds",
+              "duplicate rounds", "last failure"]
+    rows = [[h.host, *((h.host_id,) if with_id else ()), h.zone, h.failures, h.rounds,
+             h.duplicate_rounds, iso(h.last_failure)] for h in plan.hosts]
+    return [_md_row(header), _md_row(["---"] * len(header)), *map(_md_row, rows)]
+
+
+def hosts_table(plan: Plan, *, max_rows: int | None, with_id: bool = False) -> Table:
+    """The per-host view as a rich table: the first ``max_rows`` hosts (None: every one)."""
+    when = partial(short_time, zone=time_zone(plan))
+    shown = plan.hosts if max_rows is None else plan.hosts[:max_rows]
+    table = _table("Hosts with most failures (whole history)",
+                   _more(len(shown), len(plan.hosts), "hosts", "--view hosts"))
+    for col in ("host", *(("host id",) if with_id else ()), "zone"):
+        table.add_column(col)
+    for col in ("failures", "rounds", "dup. rounds"):
+        table.add_column(col, justify="right")
+    _date_column(table, "last failure")
+    for h in shown:
+        table.add_row(_cell(h.host, 40), *((_cell(h.host_id, 36),) if with_id else ()),
+                      _cell(h.zone, 20), str(h.failures), str(h.rounds),
+                      str(h.duplicate_rounds), when(h.last_failure))
+    return table
