@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from sidecar.cloudstack.client import CloudStackClient
-from sidecar.cloudstack.errors import ApiError, CommandNotAllowedError
+from sidecar.cloudstack.errors import ApiError
 from sidecar.model.defaults import (
     KVM_HA_ACTIVITY_ATTEMPTS,
     KVM_HA_ACTIVITY_INTERVAL,
@@ -50,7 +50,7 @@ async def _read(cs: CloudStackClient, prefix: str) -> dict[str, str]:
     optional: the settings' values stand in)."""
     try:
         return await cs.configurations(prefix)
-    except (CommandNotAllowedError, ApiError) as exc:
+    except ApiError as exc:  # CommandNotAllowedError among them: the role lacks it
         log.info("cannot read %s* with listConfigurations (%s): using the settings", prefix,
                  exc.detail)
         return {}
